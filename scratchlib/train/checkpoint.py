@@ -1,0 +1,58 @@
+"""Checkpoints: written atomically, read back with a clear error when something is wrong."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+from scratchlib.track.io import atomic_write_bytes
+
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "CHECKPOINT_VERSION"]
+
+CHECKPOINT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, corrupt or from an incompatible model."""
+
+
+def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
+    """``torch.save`` into memory, then an atomic rename: an interrupted save never leaves half a file."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"checkpoint_version": CHECKPOINT_VERSION, **state}, buf)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint`; errors name the file and the fix."""
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint at {path}; train first, or pass the path of an existing best.pt / last.pt")
+    try:
+        # weights_only=False: our checkpoints also hold RNG states and history (our own files).
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged file
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or not a torch checkpoint ({type(exc).__name__}: {exc}). "
+            "Delete it and resume from the other one (best.pt / last.pt), or retrain."
+        ) from exc
+    if not isinstance(state, dict) or "model" not in state:
+        raise CheckpointError(f"{path} is not a scratchlib checkpoint (no 'model' entry); it may be a bare state_dict")
+    return state
+
+
+def load_model_state(model: Any, state: dict[str, Any], path: str = "checkpoint") -> None:
+    """``model.load_state_dict`` with a message that says which model the checkpoint fits."""
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"{path} does not fit {type(model).__name__} (saved from {state.get('model_class', '?')}): "
+            f"{str(exc).splitlines()[0]}. Build the same model configuration, or start a new run."
+        ) from exc
