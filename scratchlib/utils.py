@@ -6,11 +6,23 @@ import inspect
 import os
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["seed_everything", "choose_device", "Timer", "show_source", "describe_device"]
+__all__ = ["project_root", "seed_everything", "choose_device", "Timer", "show_source", "describe_device"]
+
+
+def project_root(start: str | os.PathLike[str] | None = None) -> Path:
+    """The curriculum's root folder (holding ``pyproject.toml`` and ``scratchlib/``), found by
+    walking up from ``start`` (default: the working directory). Falls back to ``start`` itself, so
+    notebooks opened inside a module folder still write to the one ``outputs/`` and ``data/``."""
+    here = Path(start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / "pyproject.toml").is_file() and (d / "scratchlib").is_dir():
+            return d
+    return here
 
 
 def seed_everything(seed: int = 0, deterministic: bool = False) -> int:

@@ -42,8 +42,12 @@ class UnknownDatasetError(KeyError):
 
 
 def cache_dir(root: str | os.PathLike[str] | None = None) -> Path:
-    """The data cache: ``root``, else ``$SCRATCHLIB_DATA``, else ``./data``."""
-    return Path(root or os.environ.get(CACHE_ENV) or "data").expanduser()
+    """The data cache: ``root``, else ``$SCRATCHLIB_DATA``, else ``<project root>/data``."""
+    if root or os.environ.get(CACHE_ENV):
+        return Path(root or os.environ[CACHE_ENV]).expanduser()
+    from scratchlib.utils import project_root
+
+    return project_root() / "data"
 
 
 def offline() -> bool:

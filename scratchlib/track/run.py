@@ -37,8 +37,12 @@ _ACTIVE: Run | None = None
 
 
 def runs_root(root: str | os.PathLike[str] | None = None) -> Path:
-    """Where run folders go: ``root``, else ``$SCRATCHLIB_RUNS``, else ``./outputs/runs``."""
-    return Path(root or os.environ.get(RUNS_ENV) or Path("outputs") / "runs")
+    """Where run folders go: ``root``, else ``$SCRATCHLIB_RUNS``, else ``<project root>/outputs/runs``."""
+    if root or os.environ.get(RUNS_ENV):
+        return Path(root or os.environ[RUNS_ENV]).expanduser()
+    from scratchlib.utils import project_root
+
+    return project_root() / "outputs" / "runs"
 
 
 def _slug(text: str) -> str:
