@@ -10,7 +10,18 @@ import importlib
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["data", "models", "nn", "plots", "track", "train", "metrics", "utils", "cli", "__version__"]
+__all__ = [
+    "data",
+    "models",
+    "nn",
+    "plots",
+    "track",
+    "train",
+    "metrics",
+    "utils",
+    "cli",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -11,7 +11,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["project_root", "seed_everything", "choose_device", "Timer", "show_source", "describe_device"]
+__all__ = [
+    "project_root",
+    "seed_everything",
+    "choose_device",
+    "Timer",
+    "show_source",
+    "describe_device",
+]
 
 
 def project_root(start: str | os.PathLike[str] | None = None) -> Path:
@@ -31,7 +38,7 @@ def seed_everything(seed: int = 0, deterministic: bool = False) -> int:
     ``deterministic=True`` also asks torch for deterministic kernels (slower on GPU).
     """
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - seeds the legacy global RNG older code uses
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
     try:
         import torch
@@ -73,7 +80,9 @@ def choose_device(preference: str | Any = "auto"):
     if pref == "mps" and not has_mps:
         raise RuntimeError("DEVICE='mps' but Apple MPS is not available; use DEVICE='auto'.")
     if pref not in {"cpu", "mps"} and not pref.startswith("cuda"):
-        raise ValueError(f"unknown device {preference!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+        raise ValueError(
+            f"unknown device {preference!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+        )
     return torch.device(pref)
 
 

@@ -16,15 +16,24 @@ from .core import (
     DATASETS,
     DataBundle,
     DataUnavailableError,
-    UnknownDatasetError,
     Request,
+    UnknownDatasetError,
     cache_dir,
     dataset,
     names,
 )
 
-__all__ = ["load", "names", "describe", "DataBundle", "DataUnavailableError", "UnknownDatasetError",
-           "Request", "cache_dir", "dataset"]
+__all__ = [
+    "load",
+    "names",
+    "describe",
+    "DataBundle",
+    "DataUnavailableError",
+    "UnknownDatasetError",
+    "Request",
+    "cache_dir",
+    "dataset",
+]
 
 # Dataset families that live in their own files; imported if present so each registers itself.
 for _mod in ("cifar", "text", "graphs", "detection"):
@@ -58,7 +67,9 @@ def load(
     if key not in DATASETS:
         raise UnknownDatasetError(f"unknown dataset {name!r}; valid names: {', '.join(names())}")
     loader, _ = DATASETS[key]
-    bundle = loader(Request(cache_dir(root), smoke=smoke, download=download, seed=seed, options=options))
+    bundle = loader(
+        Request(cache_dir(root), smoke=smoke, download=download, seed=seed, options=options)
+    )
     if smoke and len(bundle.x_train) > SMOKE_SIZES[0] and bundle.x_train.ndim > 2:
         bundle = bundle.subset(*SMOKE_SIZES, seed=seed)
     return bundle

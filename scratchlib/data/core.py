@@ -107,7 +107,9 @@ class DataBundle:
         from torch.utils.data import DataLoader
 
         g = torch.Generator().manual_seed(seed)
-        train = DataLoader(self.train, batch_size=batch_size, shuffle=shuffle, generator=g, **kwargs)
+        train = DataLoader(
+            self.train, batch_size=batch_size, shuffle=shuffle, generator=g, **kwargs
+        )
         test = DataLoader(self.test, batch_size=batch_size, shuffle=False, **kwargs)
         return train, test
 
@@ -122,7 +124,9 @@ class DataBundle:
             "num_classes": self.num_classes,
         }
 
-    def subset(self, n_train: int | None = None, n_test: int | None = None, seed: int = 0) -> DataBundle:
+    def subset(
+        self, n_train: int | None = None, n_test: int | None = None, seed: int = 0
+    ) -> DataBundle:
         """A smaller bundle with the same classes (stratification not attempted; seeded)."""
         rng = np.random.default_rng(seed)
         tr = rng.permutation(len(self.x_train))[: n_train or len(self.x_train)]

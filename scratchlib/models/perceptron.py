@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from . import ModelInfo, register
 from scratchlib.train.loop import fit_epochs
+
+from . import ModelInfo, register
 
 __all__ = ["Perceptron", "novikoff_bound"]
 
@@ -56,7 +57,9 @@ class Perceptron:
     def _check(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=float)
         if X.ndim != 2 or X.shape[1] != self.n_features:
-            raise ValueError(f"Perceptron expects inputs of shape (N, {self.n_features}); got {X.shape}")
+            raise ValueError(
+                f"Perceptron expects inputs of shape (N, {self.n_features}); got {X.shape}"
+            )
         return X
 
     def net_input(self, X: np.ndarray) -> np.ndarray:
@@ -75,15 +78,26 @@ class Perceptron:
         self.b += self.lr * t  # b <- b + lr * t
         return True
 
-    def train_epoch(self, X: np.ndarray, y: np.ndarray, rng: np.random.Generator | None = None) -> int:
+    def train_epoch(
+        self, X: np.ndarray, y: np.ndarray, rng: np.random.Generator | None = None
+    ) -> int:
         """One pass over the data in (shuffled) order; returns the number of mistakes."""
         X = self._check(X)
         order = rng.permutation(len(X)) if rng is not None else np.arange(len(X))
         return sum(self.update(X[i], int(y[i])) for i in order)
 
-    def fit(self, X: np.ndarray, y: np.ndarray, epochs: int = 20, X_val: np.ndarray | None = None,
-            y_val: np.ndarray | None = None, shuffle: bool = True, run: Any = None,
-            progress: bool = False, stop_when_converged: bool = True) -> dict[str, list[Any]]:
+    def fit(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        epochs: int = 20,
+        X_val: np.ndarray | None = None,
+        y_val: np.ndarray | None = None,
+        shuffle: bool = True,
+        run: Any = None,
+        progress: bool = False,
+        stop_when_converged: bool = True,
+    ) -> dict[str, list[Any]]:
         """Train for up to ``epochs``; stops after an epoch with zero mistakes (converged).
 
         History (also logged to the active run): ``mistakes``, ``train_accuracy``,
@@ -92,7 +106,9 @@ class Perceptron:
         X = self._check(X)
         y = np.asarray(y).ravel()
         if set(np.unique(y)) - {0, 1}:
-            raise ValueError(f"Perceptron is a two-class model: labels must be 0/1, got {np.unique(y)}")
+            raise ValueError(
+                f"Perceptron is a two-class model: labels must be 0/1, got {np.unique(y)}"
+            )
         rng = np.random.default_rng(self.seed) if shuffle else None
 
         def epoch(_: int) -> dict[str, Any]:

@@ -19,8 +19,14 @@ def _history_columns(history: Any) -> dict[str, list[float]]:
     return {k: list(v) for k, v in dict(history).items()}
 
 
-def learning_curves(history: Any, metrics: Sequence[str] | None = None, run: Any = None,
-                    title: str | None = None, name: str = "learning_curves", logy: bool = False):
+def learning_curves(
+    history: Any,
+    metrics: Sequence[str] | None = None,
+    run: Any = None,
+    title: str | None = None,
+    name: str = "learning_curves",
+    logy: bool = False,
+):
     """One panel per quantity (loss, accuracy, ...), train and validation on the same axes.
 
     ``history`` is the Trainer's dict of lists (or a DataFrame, e.g. a run's scalars).
@@ -29,7 +35,11 @@ def learning_curves(history: Any, metrics: Sequence[str] | None = None, run: Any
     if not cols:
         raise ValueError("learning_curves: the history is empty (did training run?)")
     x = cols.get("epoch") or list(range(1, len(next(iter(cols.values()))) + 1))
-    keys = [k for k in (metrics or cols) if k not in {"epoch", "lr", "epoch_time", "run_id", "model", "experiment"}]
+    keys = [
+        k
+        for k in (metrics or cols)
+        if k not in {"epoch", "lr", "epoch_time", "run_id", "model", "experiment"}
+    ]
     unknown = [k for k in keys if k not in cols]
     if unknown:
         raise KeyError(f"learning_curves: no {unknown} in the history; it has {sorted(cols)}")
@@ -41,8 +51,13 @@ def learning_curves(history: Any, metrics: Sequence[str] | None = None, run: Any
     for ax, (base, ks) in zip(axes[0], groups.items(), strict=True):
         for k in ks:
             y = np.asarray(cols[k], dtype=float)
-            ax.plot(x[: len(y)], y, marker="o" if len(y) <= 30 else None, ms=3,
-                    label=k.split("_", 1)[0] if k != base else k)
+            ax.plot(
+                x[: len(y)],
+                y,
+                marker="o" if len(y) <= 30 else None,
+                ms=3,
+                label=k.split("_", 1)[0] if k != base else k,
+            )
         ax.set(xlabel="epoch", title=base.replace("_", " "))
         if logy:
             ax.set_yscale("log")
@@ -73,9 +88,17 @@ def _predict_grid(predict: Callable[[np.ndarray], Any], grid: np.ndarray) -> np.
     return out.argmax(1) if out.ndim == 2 and out.shape[1] > 1 else out.ravel()
 
 
-def decision_boundary(predict: Callable[[np.ndarray], Any], X: Any, y: Any, run: Any = None,
-                      title: str | None = None, ax: Any = None, resolution: int = 200,
-                      name: str = "decision_boundary", feature_names: Sequence[str] | None = None):
+def decision_boundary(
+    predict: Callable[[np.ndarray], Any],
+    X: Any,
+    y: Any,
+    run: Any = None,
+    title: str | None = None,
+    ax: Any = None,
+    resolution: int = 200,
+    name: str = "decision_boundary",
+    feature_names: Sequence[str] | None = None,
+):
     """Colour the plane by ``predict`` (labels or class scores of an ``(N, 2)`` array, or a torch
     model) and scatter the points ``X`` coloured by ``y``. Pass ``ax`` to draw into a grid of plots."""
     X, y = to_numpy(X), to_numpy(y).ravel()
@@ -83,14 +106,23 @@ def decision_boundary(predict: Callable[[np.ndarray], Any], X: Any, y: Any, run:
         raise ValueError(f"decision_boundary needs 2-D points, shape (N, 2); got {X.shape}")
     pad = 0.1 * (X.max(0) - X.min(0) + 1e-9)
     lo, hi = X.min(0) - pad, X.max(0) + pad
-    xx, yy = np.meshgrid(np.linspace(lo[0], hi[0], resolution), np.linspace(lo[1], hi[1], resolution))
+    xx, yy = np.meshgrid(
+        np.linspace(lo[0], hi[0], resolution), np.linspace(lo[1], hi[1], resolution)
+    )
     zz = _predict_grid(predict, np.c_[xx.ravel(), yy.ravel()]).reshape(xx.shape)
     own = ax is None
     if own:
         fig, ax = plt.subplots(figsize=(4.5, 4))
     else:
         fig = ax.figure
-    ax.contourf(xx, yy, zz, alpha=0.3, cmap="coolwarm", levels=np.unique(zz).size if np.unique(zz).size > 1 else 2)
+    ax.contourf(
+        xx,
+        yy,
+        zz,
+        alpha=0.3,
+        cmap="coolwarm",
+        levels=np.unique(zz).size if np.unique(zz).size > 1 else 2,
+    )
     ax.scatter(X[:, 0], X[:, 1], c=y, cmap="coolwarm", edgecolor="k", s=18, linewidth=0.4)
     if feature_names:
         ax.set(xlabel=feature_names[0], ylabel=feature_names[1])
@@ -102,8 +134,15 @@ def decision_boundary(predict: Callable[[np.ndarray], Any], X: Any, y: Any, run:
     return finish(fig, name, run)
 
 
-def confusion_matrix(y_true: Any, y_pred: Any, classes: Sequence[str] | None = None, run: Any = None,
-                     normalize: bool = False, title: str | None = None, name: str = "confusion_matrix"):
+def confusion_matrix(
+    y_true: Any,
+    y_pred: Any,
+    classes: Sequence[str] | None = None,
+    run: Any = None,
+    normalize: bool = False,
+    title: str | None = None,
+    name: str = "confusion_matrix",
+):
     """Counts (or row-normalised rates) of true class (rows) against predicted class (columns)."""
     yt, yp = to_numpy(y_true).astype(int).ravel(), to_numpy(y_pred).astype(int).ravel()
     if yt.shape != yp.shape:
@@ -116,21 +155,43 @@ def confusion_matrix(y_true: Any, y_pred: Any, classes: Sequence[str] | None = N
     fig, ax = plt.subplots(figsize=(0.45 * k + 2.5, 0.45 * k + 2))
     im = ax.imshow(cm, cmap="Blues")
     labels = list(classes) if classes else [str(i) for i in range(k)]
-    ax.set(xticks=range(k), yticks=range(k), xticklabels=labels, yticklabels=labels,
-           xlabel="predicted", ylabel="true", title=title or "confusion matrix")
+    ax.set(
+        xticks=range(k),
+        yticks=range(k),
+        xticklabels=labels,
+        yticklabels=labels,
+        xlabel="predicted",
+        ylabel="true",
+        title=title or "confusion matrix",
+    )
     if k <= 12:
         for i in range(k):
             for j in range(k):
-                ax.text(j, i, f"{cm[i, j]:.2f}" if normalize else int(cm[i, j]), ha="center",
-                        va="center", fontsize=8, color="white" if cm[i, j] > cm.max() / 2 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{cm[i, j]:.2f}" if normalize else int(cm[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if cm[i, j] > cm.max() / 2 else "black",
+                )
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     return finish(fig, name, run)
 
 
-def image_grid(images: Any, labels: Sequence[Any] | None = None, preds: Sequence[Any] | None = None,
-               run: Any = None, ncols: int = 8, title: str | None = None, cmap: str = "gray",
-               name: str = "image_grid", classes: Sequence[str] | None = None):
+def image_grid(
+    images: Any,
+    labels: Sequence[Any] | None = None,
+    preds: Sequence[Any] | None = None,
+    run: Any = None,
+    ncols: int = 8,
+    title: str | None = None,
+    cmap: str = "gray",
+    name: str = "image_grid",
+    classes: Sequence[str] | None = None,
+):
     """A grid of images ``(N, C, H, W)`` / ``(N, H, W)``; titles show label (and prediction, red if wrong)."""
     imgs = to_numpy(images)
     if imgs.ndim == 4:
@@ -138,7 +199,9 @@ def image_grid(images: Any, labels: Sequence[Any] | None = None, preds: Sequence
         if imgs.shape[-1] == 1:
             imgs = imgs[..., 0]
     elif imgs.ndim != 3:
-        raise ValueError(f"image_grid needs (N, C, H, W) or (N, H, W) images; got shape {imgs.shape}")
+        raise ValueError(
+            f"image_grid needs (N, C, H, W) or (N, H, W) images; got shape {imgs.shape}"
+        )
     n = len(imgs)
     ncols = min(ncols, n)
     nrows = int(np.ceil(n / ncols))
@@ -155,7 +218,9 @@ def image_grid(images: Any, labels: Sequence[Any] | None = None, preds: Sequence
         parts, colour = [], "black"
         name_of = (lambda c: classes[int(c)]) if classes else (lambda c: str(c))
         if labels is not None:
-            parts.append(name_of(to_numpy(labels[i]).item() if hasattr(labels[i], "shape") else labels[i]))
+            parts.append(
+                name_of(to_numpy(labels[i]).item() if hasattr(labels[i], "shape") else labels[i])
+            )
         if preds is not None:
             p = to_numpy(preds[i]).item() if hasattr(preds[i], "shape") else preds[i]
             parts.append(f"→{name_of(p)}")

@@ -15,8 +15,19 @@ from .readers import find_runs, load_config, load_events, load_runs, load_scalar
 from .run import SCHEMA_VERSION, Run, active, runs_root, set_active
 from .wandb_bridge import WandbBridge, resolve_mode
 
-__all__ = ["start", "Run", "active", "find_runs", "load_config", "load_events", "load_runs",
-           "load_scalars", "runs_root", "SCHEMA_VERSION", "model_identity"]
+__all__ = [
+    "start",
+    "Run",
+    "active",
+    "find_runs",
+    "load_config",
+    "load_events",
+    "load_runs",
+    "load_scalars",
+    "runs_root",
+    "SCHEMA_VERSION",
+    "model_identity",
+]
 
 
 def model_identity(model: Any) -> tuple[str, dict[str, Any]]:
@@ -57,10 +68,20 @@ def start(
     run = Run(name, experiment, config=config, root=root, model_info=info, data_facts=data_facts)
     mode = resolve_mode(wandb)
     if mode is not None:
-        tags = [t for t in (name, info.get("module"), info.get("category"), experiment,
-                            data_facts.get("data_source")) if t]
-        bridge = WandbBridge(run, mode, tags=[str(t)[:64] for t in tags],
-                             project=f"ai-from-scratch-{name}")
+        tags = [
+            t
+            for t in (
+                name,
+                info.get("module"),
+                info.get("category"),
+                experiment,
+                data_facts.get("data_source"),
+            )
+            if t
+        ]
+        bridge = WandbBridge(
+            run, mode, tags=[str(t)[:64] for t in tags], project=f"ai-from-scratch-{name}"
+        )
         run.wandb = bridge if bridge.active else None
         run.event("on_wandb", mode=bridge.mode, active=bridge.active)
     set_active(run)

@@ -13,8 +13,11 @@ from .run import runs_root
 __all__ = ["find_runs", "load_events", "load_config", "load_runs", "load_scalars"]
 
 
-def find_runs(root: str | os.PathLike[str] | None = None, model: str | None = None,
-              experiment: str | None = None) -> list[Path]:
+def find_runs(
+    root: str | os.PathLike[str] | None = None,
+    model: str | None = None,
+    experiment: str | None = None,
+) -> list[Path]:
     """Run folders under ``root`` (default ``outputs/runs``), oldest first, optionally filtered."""
     base = runs_root(root)
     if not base.exists():
@@ -89,7 +92,13 @@ def load_runs(runs=None):
                     if k not in {"schema_version", "event", "time", "run_id", "split"}:
                         row[f"{split}_{k}"] = v
         if finish:
-            row.update({k: v for k, v in finish.get("summary", {}).items() if not isinstance(v, (dict, list))})
+            row.update(
+                {
+                    k: v
+                    for k, v in finish.get("summary", {}).items()
+                    if not isinstance(v, (dict, list))
+                }
+            )
         rows.append(row)
     df = pd.DataFrame(rows)
     if not df.empty:

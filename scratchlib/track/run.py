@@ -88,25 +88,39 @@ class Run:
         self.summary: dict[str, Any] = {}
         self.wandb = None  # set by track.start when wandb is on
         self._write_config()
-        self.event("on_start", model=self.model_name, experiment=self.experiment,
-                   config=self.config, model_info=self.model_info, data=self.data_facts)
+        self.event(
+            "on_start",
+            model=self.model_name,
+            experiment=self.experiment,
+            config=self.config,
+            model_info=self.model_info,
+            data=self.data_facts,
+        )
 
     # --- writing ----------------------------------------------------------------------------
     def _write_config(self) -> None:
-        atomic_write_json(self.dir / "config.json", {
-            "schema_version": SCHEMA_VERSION,
-            "run_id": self.id,
-            "model": self.model_name,
-            "experiment": self.experiment,
-            "config": self.config,
-            "model_info": self.model_info,
-            "data": self.data_facts,
-            "environment": _environment(),
-        })
+        atomic_write_json(
+            self.dir / "config.json",
+            {
+                "schema_version": SCHEMA_VERSION,
+                "run_id": self.id,
+                "model": self.model_name,
+                "experiment": self.experiment,
+                "config": self.config,
+                "model_info": self.model_info,
+                "data": self.data_facts,
+                "environment": _environment(),
+            },
+        )
 
     def event(self, event: str, **payload: Any) -> dict[str, Any]:
         """Append one lifecycle event to ``facts/events.jsonl``."""
-        record = {"schema_version": SCHEMA_VERSION, "event": event, "time": _now(), "run_id": self.id}
+        record = {
+            "schema_version": SCHEMA_VERSION,
+            "event": event,
+            "time": _now(),
+            "run_id": self.id,
+        }
         record.update(payload)
         line = json.dumps(record, default=_jsonable, sort_keys=True) + "\n"
         with open(self.facts_dir / "events.jsonl", "a", encoding="utf-8") as f:

@@ -29,7 +29,9 @@ def resolve_mode(flag: bool | str | None) -> str | None:
     if mode == "dryrun":
         mode = "offline"
     if mode not in MODES:
-        raise ValueError(f"unknown wandb mode {flag!r}; use True, False, 'online', 'offline' or 'disabled'")
+        raise ValueError(
+            f"unknown wandb mode {flag!r}; use True, False, 'online', 'offline' or 'disabled'"
+        )
     return mode
 
 
@@ -43,12 +45,16 @@ class WandbBridge:
         try:
             import wandb
         except ImportError:
-            log.warning("wandb is not installed; this run is tracked locally only "
-                        "(to enable: `make install-tracking`, or `poetry install --with tracking`).")
+            log.warning(
+                "wandb is not installed; this run is tracked locally only "
+                "(to enable: `make install-tracking`, or `poetry install --with tracking`)."
+            )
             return
         if mode == "online" and not _has_api_key(wandb):
-            log.warning("wandb online mode asked for but no API key is set (WANDB_API_KEY or "
-                        "`wandb login`); logging to wandb offline instead — `wandb sync` uploads it later.")
+            log.warning(
+                "wandb online mode asked for but no API key is set (WANDB_API_KEY or "
+                "`wandb login`); logging to wandb offline instead — `wandb sync` uploads it later."
+            )
             self.mode = mode = "offline"
         self._wb = wandb
         self._guard("init", lambda: self._init(run, mode))
@@ -75,8 +81,12 @@ class WandbBridge:
         try:
             return fn()
         except Exception as exc:  # noqa: BLE001 - wandb must never break a run
-            log.warning("wandb %s failed (%s: %s); carrying on with local facts only.",
-                        what, type(exc).__name__, exc)
+            log.warning(
+                "wandb %s failed (%s: %s); carrying on with local facts only.",
+                what,
+                type(exc).__name__,
+                exc,
+            )
             self._run = None
             return None
 
@@ -90,7 +100,9 @@ class WandbBridge:
 
     def image(self, name: str, path: Path) -> None:
         if self.active:
-            self._guard("image", lambda: self._run.log({f"figures/{name}": self._wb.Image(str(path))}))
+            self._guard(
+                "image", lambda: self._run.log({f"figures/{name}": self._wb.Image(str(path))})
+            )
 
     def artifact(self, path: Path, kind: str) -> None:
         if not self.active:

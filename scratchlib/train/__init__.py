@@ -4,4 +4,11 @@ from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .loop import fit_epochs
 from .trainer import TensorLoader, Trainer
 
-__all__ = ["Trainer", "TensorLoader", "fit_epochs", "CheckpointError", "save_checkpoint", "load_checkpoint"]
+__all__ = [
+    "Trainer",
+    "TensorLoader",
+    "fit_epochs",
+    "CheckpointError",
+    "save_checkpoint",
+    "load_checkpoint",
+]

@@ -9,7 +9,13 @@ from typing import Any
 
 from scratchlib.track.io import atomic_write_bytes
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "CHECKPOINT_VERSION"]
+__all__ = [
+    "CheckpointError",
+    "serialize",
+    "save_checkpoint",
+    "load_checkpoint",
+    "CHECKPOINT_VERSION",
+]
 
 CHECKPOINT_VERSION = 1
 
@@ -18,13 +24,20 @@ class CheckpointError(RuntimeError):
     """A checkpoint that is missing, corrupt or from an incompatible model."""
 
 
-def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
-    """``torch.save`` into memory, then an atomic rename: an interrupted save never leaves half a file."""
+def serialize(state: dict[str, Any]) -> bytes:
+    """The bytes of a checkpoint (``torch.save`` into memory): a consistent snapshot of ``state``."""
     import torch
 
     buf = io.BytesIO()
     torch.save({"checkpoint_version": CHECKPOINT_VERSION, **state}, buf)
-    return atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any] | bytes) -> Path:
+    """Write a checkpoint atomically (temp file + rename): an interrupted save never leaves half a
+    file. ``state`` may be already-serialised bytes (see :func:`serialize`)."""
+    data = state if isinstance(state, bytes) else serialize(state)
+    return atomic_write_bytes(path, data)
 
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:
@@ -33,7 +46,9 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
 
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"no checkpoint at {path}; train first, or pass the path of an existing best.pt / last.pt")
+        raise CheckpointError(
+            f"no checkpoint at {path}; train first, or pass the path of an existing best.pt / last.pt"
+        )
     try:
         # weights_only=False: our checkpoints also hold RNG states and history (our own files).
         state = torch.load(path, map_location=map_location, weights_only=False)
@@ -43,7 +58,9 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
             "Delete it and resume from the other one (best.pt / last.pt), or retrain."
         ) from exc
     if not isinstance(state, dict) or "model" not in state:
-        raise CheckpointError(f"{path} is not a scratchlib checkpoint (no 'model' entry); it may be a bare state_dict")
+        raise CheckpointError(
+            f"{path} is not a scratchlib checkpoint (no 'model' entry); it may be a bare state_dict"
+        )
     return state
 
 

@@ -13,7 +13,7 @@ __all__ = ["fit_epochs"]
 def fit_epochs(
     epoch_fn: Callable[[int], dict[str, Any]],
     epochs: int,
-    run: track.Run | None = None,
+    run: track.Run | None | bool = None,
     progress: bool = True,
     desc: str = "epochs",
     stop: Callable[[dict[str, Any]], bool] | None = None,
@@ -21,13 +21,13 @@ def fit_epochs(
     """Call ``epoch_fn(epoch)`` for epochs 1..``epochs``; each returns that epoch's scalars.
 
     Rows go to the history (a dict of lists, like the Trainer's) and to ``run`` (default: the
-    active run) as ``on_epoch_end`` facts. ``stop(row)`` returning True ends training early (for
+    active run; ``False``: no tracking) as ``on_epoch_end`` facts. ``stop(row)`` returning True ends training early (for
     example a perceptron that made no mistakes: it has converged); an ``on_train_end`` event
     records why training ended.
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
-    run = run if run is not None else track.active()
+    run = None if run is False else (run if run is not None else track.active())
     history: dict[str, list[Any]] = {}
     it: Any = range(1, epochs + 1)
     if progress:

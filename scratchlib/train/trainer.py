@@ -13,6 +13,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,15 @@ class TensorLoader:
     sees exactly the batches an uninterrupted one would.
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = True,
-                 seed: int = 0, drop_last: bool = False) -> None:
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+    ) -> None:
         if len(x) != len(y):
             raise ValueError(f"inputs and targets differ in length: {len(x)} vs {len(y)}")
         self.x, self.y = x, y
@@ -64,6 +72,7 @@ class TensorLoader:
 def _as_loaders(data: Any, batch_size: int, device: torch.device, seed: int):
     """(train, val) iterables from a DataBundle, a (train, val) pair or a single loader."""
     if hasattr(data, "x_train"):  # DataBundle: keep the tensors on the device
+
         def t(a, dtype=None):
             return torch.as_tensor(a, dtype=dtype).to(device)
 
@@ -143,11 +152,20 @@ class Trainer:
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
         if monitor not in {"val_loss", "val_accuracy", "train_loss"}:
-            raise ValueError(f"monitor must be 'val_loss', 'val_accuracy' or 'train_loss', got {monitor!r}")
-        self.epochs, self.lr, self.optimizer_spec, self.scheduler_spec = epochs, lr, optimizer, scheduler
+            raise ValueError(
+                f"monitor must be 'val_loss', 'val_accuracy' or 'train_loss', got {monitor!r}"
+            )
+        self.epochs, self.lr, self.optimizer_spec, self.scheduler_spec = (
+            epochs,
+            lr,
+            optimizer,
+            scheduler,
+        )
         self.device = choose_device(device)
         self.amp = amp and self.device.type == "cuda"
-        self.amp_dtype = torch.bfloat16 if self.amp and torch.cuda.is_bf16_supported() else torch.float16
+        self.amp_dtype = (
+            torch.bfloat16 if self.amp and torch.cuda.is_bf16_supported() else torch.float16
+        )
         self.grad_clip, self.patience, self.monitor = grad_clip, patience, monitor
         self.batch_size, self.weight_decay, self.momentum = batch_size, weight_decay, momentum
         self.label_smoothing, self.seed = label_smoothing, seed
@@ -162,7 +180,9 @@ class Trainer:
 
     # --- set-up -----------------------------------------------------------------------------
     def _make_optimizer(self, model: nn.Module, total_steps: int) -> None:
-        configured = model.configure_optimizers() if hasattr(model, "configure_optimizers") else None
+        configured = (
+            model.configure_optimizers() if hasattr(model, "configure_optimizers") else None
+        )
         if isinstance(configured, (tuple, list)):
             self.optimizer, self.scheduler = configured[0], configured[1]
             return
@@ -174,26 +194,42 @@ class Trainer:
             if callable(spec):
                 self.optimizer = spec(params)
             elif spec == "adam":
-                self.optimizer = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+                self.optimizer = torch.optim.Adam(
+                    params, lr=self.lr, weight_decay=self.weight_decay
+                )
             elif spec == "adamw":
-                self.optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+                self.optimizer = torch.optim.AdamW(
+                    params, lr=self.lr, weight_decay=self.weight_decay
+                )
             elif spec == "sgd":
-                self.optimizer = torch.optim.SGD(params, lr=self.lr, momentum=self.momentum,
-                                                 weight_decay=self.weight_decay, nesterov=self.momentum > 0)
+                self.optimizer = torch.optim.SGD(
+                    params,
+                    lr=self.lr,
+                    momentum=self.momentum,
+                    weight_decay=self.weight_decay,
+                    nesterov=self.momentum > 0,
+                )
             else:
-                raise ValueError(f"unknown optimizer {spec!r}; use 'adam', 'adamw', 'sgd' or a callable")
+                raise ValueError(
+                    f"unknown optimizer {spec!r}; use 'adam', 'adamw', 'sgd' or a callable"
+                )
         sched = self.scheduler_spec
         if sched is None:
             self.scheduler = None
         elif callable(sched):
             self.scheduler = sched(self.optimizer, total_steps)
         elif sched == "cosine":
-            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, max(total_steps, 1))
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+                self.optimizer, max(total_steps, 1)
+            )
         elif sched == "onecycle":
             self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
-                self.optimizer, max_lr=self.lr, total_steps=max(total_steps, 1), pct_start=0.25)
+                self.optimizer, max_lr=self.lr, total_steps=max(total_steps, 1), pct_start=0.25
+            )
         else:
-            raise ValueError(f"unknown scheduler {sched!r}; use None, 'cosine', 'onecycle' or a callable")
+            raise ValueError(
+                f"unknown scheduler {sched!r}; use None, 'cosine', 'onecycle' or a callable"
+            )
 
     def _autocast(self):
         if self.amp:
@@ -213,7 +249,7 @@ class Trainer:
         out = {"loss": loss}
         if logits.dim() == 2 and y.dim() == 1:
             out["correct"] = (logits.argmax(1) == y).sum()
-            out["count"] = torch.tensor(y.numel(), device=y.device)
+            out["count"] = y.numel()  # a Python int: no host-to-device copy per batch
         return out
 
     def _step(self, model: nn.Module, batch: Any, train: bool) -> dict[str, torch.Tensor]:
@@ -241,7 +277,9 @@ class Trainer:
         train_loader, val_loader = _as_loaders(data, self.batch_size, self.device, self.seed)
         steps = _loader_len(train_loader) or 1
         self._make_optimizer(model, steps * self.epochs)
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp and self.amp_dtype == torch.float16 else None
+        self.scaler = (
+            torch.amp.GradScaler("cuda") if self.amp and self.amp_dtype == torch.float16 else None
+        )
         self.history = {}
         if resume_state is not None:
             load_model_state(model, resume_state, str(self.resume))
@@ -257,14 +295,24 @@ class Trainer:
             if run is not None:
                 run.event("on_resume", from_epoch=resume_state["epoch"])
         step_model = torch.compile(model) if self.compile else model
+        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
+        self._pending: list[Future[None]] = []
 
-        bar = _progress(range(start_epoch, self.epochs + 1), self.progress, desc=type(model).__name__,
-                        initial=start_epoch - 1, total=self.epochs)
+        bar = _progress(
+            range(start_epoch, self.epochs + 1),
+            self.progress,
+            desc=type(model).__name__,
+            initial=start_epoch - 1,
+            total=self.epochs,
+        )
         for epoch in bar:
             t0 = time.perf_counter()
             lr = self.optimizer.param_groups[0]["lr"]
             train_stats = self._train_epoch(step_model, train_loader, epoch)
-            row: dict[str, Any] = {"epoch": epoch, **{f"train_{k}": v for k, v in train_stats.items()}}
+            row: dict[str, Any] = {
+                "epoch": epoch,
+                **{f"train_{k}": v for k, v in train_stats.items()},
+            }
             if val_loader is not None and (epoch % self.eval_every == 0 or epoch == self.epochs):
                 val_stats = self.evaluate(step_model, val_loader, device=self.device, _trainer=self)
                 row.update({f"val_{k}": v for k, v in val_stats.items()})
@@ -274,49 +322,97 @@ class Trainer:
             if run is not None:
                 run.log_epoch(epoch, **{k: v for k, v in row.items() if k != "epoch"})
             if self.progress and hasattr(bar, "set_postfix"):
-                bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k in
-                                 ("train_loss", "val_loss", "val_accuracy")})
+                bar.set_postfix(
+                    {
+                        k: f"{v:.4g}"
+                        for k, v in row.items()
+                        if k in ("train_loss", "val_loss", "val_accuracy")
+                    }
+                )
 
             score = row.get(self.monitor)
             improved = score is not None and (
-                best is None or (score > best if self.monitor == "val_accuracy" else score < best))
+                best is None or (score > best if self.monitor == "val_accuracy" else score < best)
+            )
             if improved:
                 best, stale = score, 0
             elif score is not None:
                 stale += 1
             if ckpt_dir is not None:
-                state = self._state(model, epoch, best, stale, train_loader)
+                # Snapshot now (a CPU copy of every tensor), serialise and write in the background
+                # while the next epoch trains; writes are atomic and in order, and fit() waits for
+                # them before returning.
+                snapshot = _cpu_copy(self._state(model, epoch, best, stale, train_loader))
                 if improved:
-                    path = save_checkpoint(Path(ckpt_dir) / "best.pt", state)
-                    if run is not None:
-                        run.checkpoint_saved(path, "best", epoch=epoch, **{self.monitor: score})
-                last = save_checkpoint(Path(ckpt_dir) / "last.pt", state)
-                if run is not None and epoch == self.epochs:
-                    run.checkpoint_saved(last, "last", epoch=epoch)
+                    self._write(
+                        writer,
+                        Path(ckpt_dir) / "best.pt",
+                        snapshot,
+                        run,
+                        "best",
+                        epoch=epoch,
+                        **{self.monitor: score},
+                    )
+                final = epoch == self.epochs or (
+                    self.patience is not None and stale >= self.patience
+                )
+                self._write(
+                    writer,
+                    Path(ckpt_dir) / "last.pt",
+                    snapshot,
+                    run,
+                    "last" if final else None,
+                    epoch=epoch,
+                )
             if self.patience is not None and stale >= self.patience:
                 if run is not None:
                     run.event("on_early_stop", epoch=epoch, best=best, monitor=self.monitor)
                 break
+        for f in self._pending:
+            f.result()  # surface any write error here, not silently
+        writer.shutdown(wait=True)
         if run is not None:
-            run.train_end(epochs=len(self.history.get("epoch", [])), best=best, monitor=self.monitor)
+            run.train_end(
+                epochs=len(self.history.get("epoch", [])), best=best, monitor=self.monitor
+            )
         return self.history
+
+    def _write(
+        self,
+        writer: ThreadPoolExecutor,
+        path: Path,
+        snapshot: dict[str, Any],
+        run: Any,
+        kind: str | None,
+        **info: Any,
+    ) -> None:
+        def job() -> None:
+            save_checkpoint(path, snapshot)
+            if run is not None and kind is not None:
+                run.checkpoint_saved(path, kind, **info)
+
+        self._pending = [f for f in self._pending if not f.done() or f.result() is None]
+        self._pending.append(writer.submit(job))
 
     def _train_epoch(self, model: nn.Module, loader: Any, epoch: int) -> dict[str, float]:
         model.train()
         total_loss = torch.zeros((), device=self.device)
         extras: dict[str, torch.Tensor] = {}
         n_batches = 0
-        inner = _progress(loader, self.progress, desc=f"epoch {epoch}", leave=False, total=_loader_len(loader))
+        inner = _progress(
+            loader, self.progress, desc=f"epoch {epoch}", leave=False, total=_loader_len(loader)
+        )
         for batch in inner:
             batch = _to(batch, self.device)
             if self.augment is not None:
                 batch = (self.augment(batch[0]), *batch[1:])
             out = self._step(model, batch, train=True)
             loss = out["loss"]
-            if not torch.isfinite(loss.detach()).all() and n_batches == 0:
+            if n_batches == 0 and not torch.isfinite(loss.detach()).all():  # one sync per epoch
                 raise FloatingPointError(
                     f"loss is {loss.item()} on the first batch of epoch {epoch}: lower the learning "
-                    f"rate (lr={self.lr}) or check the inputs for NaN/inf.")
+                    f"rate (lr={self.lr}) or check the inputs for NaN/inf."
+                )
             self.optimizer.zero_grad(set_to_none=True)
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
@@ -333,9 +429,7 @@ class Trainer:
             if self.scheduler is not None:
                 self.scheduler.step()
             total_loss += loss.detach().float()
-            for k, v in out.items():
-                if k != "loss" and isinstance(v, torch.Tensor) and v.dim() == 0:
-                    extras[k] = extras.get(k, 0) + v.detach().float()
+            _accumulate(extras, out)
             n_batches += 1
         stats = {"loss": (total_loss / max(n_batches, 1)).item()}
         stats.update(_summarise(extras, n_batches))
@@ -344,17 +438,29 @@ class Trainer:
     # --- evaluation ----------------------------------------------------------------------------
     @staticmethod
     @torch.no_grad()
-    def evaluate(model: nn.Module, data: Any, device: str | torch.device | None = None,
-                 batch_size: int = 512, run: track.Run | None = None, split: str = "test",
-                 _trainer: Trainer | None = None) -> dict[str, float]:
+    def evaluate(
+        model: nn.Module,
+        data: Any,
+        device: str | torch.device | None = None,
+        batch_size: int = 512,
+        run: track.Run | None = None,
+        split: str = "test",
+        _trainer: Trainer | None = None,
+    ) -> dict[str, float]:
         """Mean loss and accuracy of ``model`` on ``data`` (a DataBundle's test split, a loader or
         a TensorDataset). Logged as ``on_eval`` to ``run`` (or the active run) when called directly.
         """
-        trainer = _trainer or Trainer(epochs=1, device=device or _model_device(model), progress=False)
+        trainer = _trainer or Trainer(
+            epochs=1, device=device or _model_device(model), progress=False
+        )
         dev = trainer.device
         if hasattr(data, "x_test"):
-            loader = TensorLoader(torch.as_tensor(data.x_test).to(dev),
-                                  torch.as_tensor(data.y_test, dtype=torch.long).to(dev), batch_size, False)
+            loader = TensorLoader(
+                torch.as_tensor(data.x_test).to(dev),
+                torch.as_tensor(data.y_test, dtype=torch.long).to(dev),
+                batch_size,
+                False,
+            )
         elif isinstance(data, torch.utils.data.Dataset):
             loader = torch.utils.data.DataLoader(data, batch_size=batch_size)
         else:
@@ -366,9 +472,7 @@ class Trainer:
             batch = _to(batch, dev)
             out = trainer._step(model, batch, train=False)
             total += out["loss"].detach().float()
-            for k, v in out.items():
-                if k != "loss" and isinstance(v, torch.Tensor) and v.dim() == 0:
-                    extras[k] = extras.get(k, 0) + v.detach().float()
+            _accumulate(extras, out)
             n += 1
         model.train(was_training)
         result = {"loss": (total / max(n, 1)).item(), **_summarise(extras, n)}
@@ -379,7 +483,9 @@ class Trainer:
         return result
 
     # --- checkpoints -----------------------------------------------------------------------------
-    def _state(self, model: nn.Module, epoch: int, best: Any, stale: int, loader: Any) -> dict[str, Any]:
+    def _state(
+        self, model: nn.Module, epoch: int, best: Any, stale: int, loader: Any
+    ) -> dict[str, Any]:
         return {
             "model": model.state_dict(),
             "model_class": type(model).__name__,
@@ -397,20 +503,48 @@ class Trainer:
     def _resume_state(self, ckpt_dir: Path | None) -> dict[str, Any] | None:
         if not self.resume:
             return None
-        path = Path(self.resume) if not isinstance(self.resume, bool) else (
-            Path(ckpt_dir) / "last.pt" if ckpt_dir else None)
+        path = (
+            Path(self.resume)
+            if not isinstance(self.resume, bool)
+            else (Path(ckpt_dir) / "last.pt" if ckpt_dir else None)
+        )
         if path is None:
-            raise CheckpointError("resume=True needs a run or checkpoint_dir to find last.pt in; "
-                                  "pass resume='path/to/last.pt'")
+            raise CheckpointError(
+                "resume=True needs a run or checkpoint_dir to find last.pt in; "
+                "pass resume='path/to/last.pt'"
+            )
         return load_checkpoint(path)
 
 
-def _summarise(extras: dict[str, torch.Tensor], n_batches: int) -> dict[str, float]:
+def _accumulate(extras: dict[str, Any], out: dict[str, Any]) -> None:
+    """Sum a step's extra scalars (tensors stay on the device: no sync per batch)."""
+    for k, v in out.items():
+        if k == "loss":
+            continue
+        if isinstance(v, torch.Tensor) and v.dim() == 0:
+            extras[k] = extras.get(k, 0) + v.detach().float()
+        elif isinstance(v, (int, float)):
+            extras[k] = extras.get(k, 0) + v
+
+
+def _cpu_copy(obj: Any) -> Any:
+    """A deep copy with every tensor copied to the CPU: a snapshot later steps cannot change."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _cpu_copy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu_copy(v) for v in obj)
+    return obj
+
+
+def _summarise(extras: dict[str, Any], n_batches: int) -> dict[str, float]:
+    """Per-epoch values: accuracy = correct / count; other extras are averaged over batches."""
     out: dict[str, float] = {}
     if "correct" in extras and "count" in extras:
-        out["accuracy"] = (extras.pop("correct") / extras.pop("count")).item()
+        out["accuracy"] = float(extras.pop("correct") / extras.pop("count"))
     for k, v in extras.items():
-        out[k] = (v / max(n_batches, 1)).item()
+        out[k] = float(v / max(n_batches, 1))
     return out
 
 
@@ -422,7 +556,11 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 def _get_rng(loader: Any) -> dict[str, Any]:
-    rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    rng = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),  # noqa: NPY002 - the legacy global RNG, restored on resume
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
     gen = getattr(loader, "generator", None)
@@ -433,7 +571,7 @@ def _get_rng(loader: Any) -> dict[str, Any]:
 
 def _set_rng(rng: dict[str, Any], loader: Any) -> None:
     random.setstate(rng["python"])
-    np.random.set_state(rng["numpy"])
+    np.random.set_state(rng["numpy"])  # noqa: NPY002
     torch.set_rng_state(rng["torch"])
     if "cuda" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])

@@ -31,7 +31,9 @@ def _find_links_for_package(self: PyPiRepository, package: Package) -> list[Link
     return list(page.links_for_version(package.name, package.version))
 
 
-def _get_release_info(self: PyPiRepository, name: NormalizedName, version: Version) -> dict[str, Any]:
+def _get_release_info(
+    self: PyPiRepository, name: NormalizedName, version: Version
+) -> dict[str, Any]:
     from poetry.inspection.info import PackageInfo
 
     self._log(f"Getting info for {name} ({version}) from the simple API", "debug")

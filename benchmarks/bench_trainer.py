@@ -1,0 +1,126 @@
+"""The Trainer's own cost: its time over a bare PyTorch loop on the same model, data and seed.
+
+Both loops do the same arithmetic (same batches, same optimiser); the Trainer adds what a learner
+gets for free — tracking to a run folder (facts, scalars.csv), best/last checkpoints every epoch,
+accuracy, NaN guard, schedulers, progress bars. Goal (DESIGN.md section 8): ratio <= 1.05.
+
+    python benchmarks/bench_trainer.py [--device auto|cpu|cuda] [--epochs 3] [--samples 60000] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from scratchlib import track
+from scratchlib.train import TensorLoader, Trainer
+from scratchlib.utils import choose_device, describe_device, seed_everything
+
+
+def make_model() -> nn.Module:
+    return nn.Sequential(
+        nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10)
+    )
+
+
+def make_data(n: int, device: torch.device):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 784, generator=g)
+    y = (x[:, :10].argmax(1) + (x[:, 10] > 1).long()) % 10  # learnable labels
+    return x.to(device), y.to(device)
+
+
+def bare_loop(x, y, epochs: int, batch: int, device: torch.device) -> float:
+    seed_everything(0)
+    model = make_model().to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loader = TensorLoader(x, y, batch, shuffle=True, seed=0)
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(epochs):
+        model.train()
+        total = torch.zeros((), device=device)
+        for xb, yb in loader:
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach()
+        total.item()  # one sync per epoch, as a careful hand-written loop would do
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+def trainer_loop(x, y, epochs: int, batch: int, device: torch.device, progress: bool) -> float:
+    with tempfile.TemporaryDirectory() as root:
+        model = make_model()
+        run = track.start(model, experiment="bench", config={"epochs": epochs}, root=root)
+        trainer = Trainer(
+            epochs=epochs,
+            lr=1e-3,
+            device=device,
+            seed=0,
+            progress=progress,
+            run=run,
+            amp=False,
+            monitor="train_loss",
+        )
+        loader = TensorLoader(x, y, batch, shuffle=True, seed=0)
+        _sync(device)
+        t0 = time.perf_counter()
+        trainer.fit(model, (loader, None))
+        _sync(device)
+        elapsed = time.perf_counter() - t0
+        run.finish()
+    return elapsed
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--samples", type=int, default=60000, help="default: an MNIST-sized epoch")
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--progress", action="store_true", help="show the Trainer's progress bars too")
+    args = ap.parse_args(argv)
+    device = choose_device(args.device)
+    x, y = make_data(args.samples, device)
+    bare_loop(x, y, 1, args.batch_size, device)  # warm-up (allocator, kernels)
+    trainer_loop(x, y, 1, args.batch_size, device, False)
+    bare, ours = [], []
+    for _ in range(args.repeats):  # interleaved, so machine noise hits both alike
+        bare.append(bare_loop(x, y, args.epochs, args.batch_size, device))
+        ours.append(trainer_loop(x, y, args.epochs, args.batch_size, device, args.progress))
+    b, t = statistics.median(bare), statistics.median(ours)
+    steps = args.epochs * -(-args.samples // args.batch_size)
+    print(
+        f"device: {describe_device(device)}; torch {torch.__version__}; threads {torch.get_num_threads()}"
+    )
+    print(
+        f"workload: MLP 784-512-512-10, {args.samples} samples, batch {args.batch_size}, "
+        f"{args.epochs} epochs ({steps} steps), median of {args.repeats}"
+    )
+    print(f"bare PyTorch loop : {b:.3f} s  ({1e3 * b / steps:.3f} ms/step)")
+    print(
+        f"scratchlib Trainer: {t:.3f} s  ({1e3 * t / steps:.3f} ms/step; tracking + checkpoints on)"
+    )
+    ratio = t / b
+    print(f"Trainer / bare = {ratio:.3f}  (goal <= 1.05: {'met' if ratio <= 1.05 else 'NOT met'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
