@@ -48,7 +48,7 @@ $(VENV)/.installed-%: pyproject.toml poetry.lock | $(POETRY)
 
 install: $(VENV)/.installed-main ## Install scratchlib and its main dependencies into .venv
 install-all: $(VENV)/.installed-$(subst $(space),+,$(ALL_GROUPS)) ## Install every dependency group
-install-test: install-all
+install-test: install-all ## Install what the test suite needs (every group)
 install-%: | $(POETRY) ## Install one dependency group: install-foundations, -cnn, -detection, -sequence, -generative, -modern, -notebooks, -tracking, -dev
 	$(POETRY) install --with $*
 
