@@ -252,8 +252,11 @@ class Trainer:
             out["count"] = y.numel()  # a Python int: no host-to-device copy per batch
         return out
 
-    def _step(self, model: nn.Module, batch: Any, train: bool) -> dict[str, torch.Tensor]:
-        custom = getattr(model, "training_step" if train else "validation_step", None)
+    def _step(
+        self, model: nn.Module, batch: Any, custom: Callable[..., Any] | None
+    ) -> dict[str, Any]:
+        """One step's outputs: the model's own ``training_step``/``validation_step`` if it has one
+        (looked up once per epoch by the caller), else the default classification step."""
         with self._autocast():
             out = custom(batch) if custom is not None else self._default_step(model, batch)
         return out if isinstance(out, dict) else {"loss": out}
@@ -396,8 +399,9 @@ class Trainer:
 
     def _train_epoch(self, model: nn.Module, loader: Any, epoch: int) -> dict[str, float]:
         model.train()
+        custom = getattr(model, "training_step", None)
         total_loss = torch.zeros((), device=self.device)
-        extras: dict[str, torch.Tensor] = {}
+        extras: dict[str, Any] = {}
         n_batches = 0
         inner = _progress(
             loader, self.progress, desc=f"epoch {epoch}", leave=False, total=_loader_len(loader)
@@ -406,7 +410,7 @@ class Trainer:
             batch = _to(batch, self.device)
             if self.augment is not None:
                 batch = (self.augment(batch[0]), *batch[1:])
-            out = self._step(model, batch, train=True)
+            out = self._step(model, batch, custom)
             loss = out["loss"]
             if n_batches == 0 and not torch.isfinite(loss.detach()).all():  # one sync per epoch
                 raise FloatingPointError(
@@ -467,10 +471,11 @@ class Trainer:
             loader = data
         was_training = model.training
         model.eval()
+        custom = getattr(model, "validation_step", None)
         total, extras, n = torch.zeros((), device=dev), {}, 0
         for batch in loader:
             batch = _to(batch, dev)
-            out = trainer._step(model, batch, train=False)
+            out = trainer._step(model, batch, custom)
             total += out["loss"].detach().float()
             _accumulate(extras, out)
             n += 1
@@ -522,7 +527,10 @@ def _accumulate(extras: dict[str, Any], out: dict[str, Any]) -> None:
         if k == "loss":
             continue
         if isinstance(v, torch.Tensor) and v.dim() == 0:
-            extras[k] = extras.get(k, 0) + v.detach().float()
+            if k in extras:
+                extras[k] += v.detach()  # in place, on the device
+            else:
+                extras[k] = v.detach().double().clone()
         elif isinstance(v, (int, float)):
             extras[k] = extras.get(k, 0) + v
 
