@@ -7,6 +7,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from .core import finish, to_numpy
 
@@ -59,10 +60,11 @@ def learning_curves(
                 label=k.split("_", 1)[0] if k != base else k,
             )
         ax.set(xlabel="epoch", title=base.replace("_", " "))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if logy:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
-        if len(ks) > 1:
+        if len(ks) > 1 or ks[0] != base:
             ax.legend()
     if title:
         fig.suptitle(title)

@@ -28,9 +28,14 @@ def finish(fig: Any, name: str, run: track.Run | None = None, show: bool = True)
     if target is not None:
         target.save_figure(fig, name)
     if show and in_notebook():
-        from IPython.display import display
+        # Show the PNG itself: works whatever matplotlib backend the kernel runs (inline or Agg).
+        import io
 
-        display(fig)
+        from IPython.display import Image, display
+
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+        display(Image(buf.getvalue()))
     plt.close(fig)
     return fig
 
