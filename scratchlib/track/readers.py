@@ -102,8 +102,8 @@ def load_runs(runs=None):
         rows.append(row)
     df = pd.DataFrame(rows)
     if not df.empty:
-        df["started"] = pd.to_datetime(df["started"])
-        df["finished"] = pd.to_datetime(df["finished"])
+        df["started"] = pd.to_datetime(df["started"], utc=True)
+        df["finished"] = pd.to_datetime(df["finished"], utc=True)
         df["duration_s"] = (df["finished"] - df["started"]).dt.total_seconds()
     return df
 

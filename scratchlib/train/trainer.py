@@ -301,79 +301,87 @@ class Trainer:
         writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
         self._pending: list[Future[None]] = []
 
-        bar = _progress(
-            range(start_epoch, self.epochs + 1),
-            self.progress,
-            desc=type(model).__name__,
-            initial=start_epoch - 1,
-            total=self.epochs,
-        )
-        for epoch in bar:
-            t0 = time.perf_counter()
-            lr = self.optimizer.param_groups[0]["lr"]
-            train_stats = self._train_epoch(step_model, train_loader, epoch)
-            row: dict[str, Any] = {
-                "epoch": epoch,
-                **{f"train_{k}": v for k, v in train_stats.items()},
-            }
-            if val_loader is not None and (epoch % self.eval_every == 0 or epoch == self.epochs):
-                val_stats = self.evaluate(step_model, val_loader, device=self.device, _trainer=self)
-                row.update({f"val_{k}": v for k, v in val_stats.items()})
-            row["lr"], row["epoch_time"] = lr, time.perf_counter() - t0
-            for k, v in row.items():
-                self.history.setdefault(k, []).append(v)
-            if run is not None:
-                run.log_epoch(epoch, **{k: v for k, v in row.items() if k != "epoch"})
-            if self.progress and hasattr(bar, "set_postfix"):
-                bar.set_postfix(
-                    {
-                        k: f"{v:.4g}"
-                        for k, v in row.items()
-                        if k in ("train_loss", "val_loss", "val_accuracy")
-                    }
-                )
-
-            score = row.get(self.monitor)
-            improved = score is not None and (
-                best is None or (score > best if self.monitor == "val_accuracy" else score < best)
+        try:
+            bar = _progress(
+                range(start_epoch, self.epochs + 1),
+                self.progress,
+                desc=type(model).__name__,
+                initial=start_epoch - 1,
+                total=self.epochs,
             )
-            if improved:
-                best, stale = score, 0
-            elif score is not None:
-                stale += 1
-            if ckpt_dir is not None:
-                # Snapshot now (a CPU copy of every tensor), serialise and write in the background
-                # while the next epoch trains; writes are atomic and in order, and fit() waits for
-                # them before returning.
-                snapshot = _cpu_copy(self._state(model, epoch, best, stale, train_loader))
+            for epoch in bar:
+                t0 = time.perf_counter()
+                lr = self.optimizer.param_groups[0]["lr"]
+                train_stats = self._train_epoch(step_model, train_loader, epoch)
+                row: dict[str, Any] = {
+                    "epoch": epoch,
+                    **{f"train_{k}": v for k, v in train_stats.items()},
+                }
+                if val_loader is not None and (
+                    epoch % self.eval_every == 0 or epoch == self.epochs
+                ):
+                    val_stats = self.evaluate(
+                        step_model, val_loader, device=self.device, _trainer=self
+                    )
+                    row.update({f"val_{k}": v for k, v in val_stats.items()})
+                row["lr"], row["epoch_time"] = lr, time.perf_counter() - t0
+                for k, v in row.items():
+                    self.history.setdefault(k, []).append(v)
+                if run is not None:
+                    run.log_epoch(epoch, **{k: v for k, v in row.items() if k != "epoch"})
+                if self.progress and hasattr(bar, "set_postfix"):
+                    bar.set_postfix(
+                        {
+                            k: f"{v:.4g}"
+                            for k, v in row.items()
+                            if k in ("train_loss", "val_loss", "val_accuracy")
+                        }
+                    )
+
+                score = row.get(self.monitor)
+                improved = score is not None and (
+                    best is None
+                    or (score > best if self.monitor == "val_accuracy" else score < best)
+                )
                 if improved:
+                    best, stale = score, 0
+                elif score is not None:
+                    stale += 1
+                if ckpt_dir is not None:
+                    # Snapshot now (a CPU copy of every tensor), serialise and write in the background
+                    # while the next epoch trains; writes are atomic and in order, and fit() waits for
+                    # them before returning.
+                    snapshot = _cpu_copy(self._state(model, epoch, best, stale, train_loader))
+                    if improved:
+                        self._write(
+                            writer,
+                            Path(ckpt_dir) / "best.pt",
+                            snapshot,
+                            run,
+                            "best",
+                            epoch=epoch,
+                            **{self.monitor: score},
+                        )
+                    final = epoch == self.epochs or (
+                        self.patience is not None and stale >= self.patience
+                    )
                     self._write(
                         writer,
-                        Path(ckpt_dir) / "best.pt",
+                        Path(ckpt_dir) / "last.pt",
                         snapshot,
                         run,
-                        "best",
+                        "last" if final else None,
                         epoch=epoch,
-                        **{self.monitor: score},
                     )
-                final = epoch == self.epochs or (
-                    self.patience is not None and stale >= self.patience
-                )
-                self._write(
-                    writer,
-                    Path(ckpt_dir) / "last.pt",
-                    snapshot,
-                    run,
-                    "last" if final else None,
-                    epoch=epoch,
-                )
-            if self.patience is not None and stale >= self.patience:
-                if run is not None:
-                    run.event("on_early_stop", epoch=epoch, best=best, monitor=self.monitor)
-                break
+                if self.patience is not None and stale >= self.patience:
+                    if run is not None:
+                        run.event("on_early_stop", epoch=epoch, best=best, monitor=self.monitor)
+                    break
+        finally:
+            # Interrupted or not, let the last completed epoch's checkpoint finish writing.
+            writer.shutdown(wait=True)
         for f in self._pending:
             f.result()  # surface any write error here, not silently
-        writer.shutdown(wait=True)
         if run is not None:
             run.train_end(
                 epochs=len(self.history.get("epoch", [])), best=best, monitor=self.monitor
