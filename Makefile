@@ -9,7 +9,7 @@ TOOLS        := .tools
 # installing also work against package mirrors that serve only the simple API (docs/toolchain.md).
 # Override with `make POETRY=poetry ...` to use your own.
 POETRY       ?= $(TOOLS)/poetry/bin/poetry
-VENV         := .venv
+VENV         ?= .venv
 PY           := $(VENV)/bin/python
 MODULE_GROUPS := foundations cnn detection sequence generative modern
 LEARNER_GROUPS := notebooks $(MODULE_GROUPS)
@@ -87,7 +87,10 @@ lock: | $(POETRY) ## Re-lock dependencies (works against simple-API-only mirrors
 check-lock: | $(POETRY) ## Check poetry.lock is consistent with pyproject.toml
 	$(POETRY) check --lock
 
-doctor: install ## Check device, torch build, CUDA, installed groups, data cache, wandb mode (with hints)
+$(PY): | $(POETRY)
+	$(POETRY) install
+
+doctor: | $(PY) ## Check device, torch build, CUDA, installed groups, data cache, wandb mode (with hints)
 	$(PY) -m scratchlib.cli doctor
 
 bench: install-all ## Benchmarks: the Trainer's time over a bare PyTorch loop (tracking on)
