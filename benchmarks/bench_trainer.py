@@ -69,6 +69,7 @@ def trainer_loop(
     x, y, epochs: int, batch: int, device: torch.device, progress: bool
 ) -> tuple[float, list[float]]:
     with tempfile.TemporaryDirectory() as root:
+        seed_everything(0)  # the same initial weights as the bare loop
         model = make_model()
         run = track.start(model, experiment="bench", config={"epochs": epochs}, root=root)
         trainer = Trainer(

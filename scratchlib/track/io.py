@@ -9,16 +9,21 @@ from pathlib import Path
 from typing import Any
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` so a reader sees the old file or the new one, never half of one."""
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, durable: bool = True) -> Path:
+    """Write ``data`` to ``path`` so a reader sees the old file or the new one, never half of one.
+
+    The rename makes it atomic against a crashed or interrupted process. ``durable=True`` also
+    fsyncs the data first, so it survives a power cut (checkpoints); small facts files that are
+    rewritten every epoch skip that cost."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

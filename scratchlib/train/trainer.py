@@ -8,7 +8,6 @@ classification: logits = model(x), cross-entropy, accuracy.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 import time
@@ -25,7 +24,13 @@ from torch import nn
 from scratchlib import track
 from scratchlib.utils import choose_device, seed_everything
 
-from .checkpoint import CheckpointError, load_checkpoint, load_model_state, save_checkpoint
+from .checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_model_state,
+    save_checkpoint,
+    serialize,
+)
 
 __all__ = ["Trainer", "TensorLoader"]
 
@@ -231,11 +236,6 @@ class Trainer:
                 f"unknown scheduler {sched!r}; use None, 'cosine', 'onecycle' or a callable"
             )
 
-    def _autocast(self):
-        if self.amp:
-            return torch.autocast("cuda", dtype=self.amp_dtype)
-        return contextlib.nullcontext()
-
     # --- the default step (classification) ----------------------------------------------------
     def _default_step(self, model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
         x, y = batch[0], batch[1]
@@ -257,7 +257,10 @@ class Trainer:
     ) -> dict[str, Any]:
         """One step's outputs: the model's own ``training_step``/``validation_step`` if it has one
         (looked up once per epoch by the caller), else the default classification step."""
-        with self._autocast():
+        if self.amp:
+            with torch.autocast("cuda", dtype=self.amp_dtype):
+                out = custom(batch) if custom is not None else self._default_step(model, batch)
+        else:  # no context manager at all on the plain path: this runs every batch
             out = custom(batch) if custom is not None else self._default_step(model, batch)
         return out if isinstance(out, dict) else {"loss": out}
 
@@ -352,27 +355,15 @@ class Trainer:
                     # while the next epoch trains; writes are atomic and in order, and fit() waits for
                     # them before returning.
                     snapshot = _cpu_copy(self._state(model, epoch, best, stale, train_loader))
-                    if improved:
-                        self._write(
-                            writer,
-                            Path(ckpt_dir) / "best.pt",
-                            snapshot,
-                            run,
-                            "best",
-                            epoch=epoch,
-                            **{self.monitor: score},
-                        )
                     final = epoch == self.epochs or (
                         self.patience is not None and stale >= self.patience
                     )
-                    self._write(
-                        writer,
-                        Path(ckpt_dir) / "last.pt",
-                        snapshot,
-                        run,
-                        "last" if final else None,
-                        epoch=epoch,
-                    )
+                    targets = [(Path(ckpt_dir) / "last.pt", "last" if final else None, {})]
+                    if improved:
+                        targets.insert(
+                            0, (Path(ckpt_dir) / "best.pt", "best", {self.monitor: score})
+                        )
+                    self._write(writer, snapshot, targets, run, epoch)
                 if self.patience is not None and stale >= self.patience:
                     if run is not None:
                         run.event("on_early_stop", epoch=epoch, best=best, monitor=self.monitor)
@@ -391,16 +382,19 @@ class Trainer:
     def _write(
         self,
         writer: ThreadPoolExecutor,
-        path: Path,
         snapshot: dict[str, Any],
+        targets: list[tuple[Path, str | None, dict[str, Any]]],
         run: Any,
-        kind: str | None,
-        **info: Any,
+        epoch: int,
     ) -> None:
+        """In the background: serialise the snapshot once, write it atomically to every target."""
+
         def job() -> None:
-            save_checkpoint(path, snapshot)
-            if run is not None and kind is not None:
-                run.checkpoint_saved(path, kind, **info)
+            blob = serialize(snapshot)
+            for path, kind, info in targets:
+                save_checkpoint(path, blob)
+                if run is not None and kind is not None:
+                    run.checkpoint_saved(path, kind, epoch=epoch, **info)
 
         self._pending = [f for f in self._pending if not f.done() or f.result() is None]
         self._pending.append(writer.submit(job))
@@ -414,8 +408,10 @@ class Trainer:
         inner = _progress(
             loader, self.progress, desc=f"epoch {epoch}", leave=False, total=_loader_len(loader)
         )
+        on_device = isinstance(loader, TensorLoader)  # its batches already live on the device
         for batch in inner:
-            batch = _to(batch, self.device)
+            if not on_device:
+                batch = _to(batch, self.device)
             if self.augment is not None:
                 batch = (self.augment(batch[0]), *batch[1:])
             out = self._step(model, batch, custom)
