@@ -1,0 +1,151 @@
+"""AlexNet — Krizhevsky, Sutskever & Hinton (2012), "ImageNet classification with deep
+convolutional neural networks", NeurIPS. ImageNet top-5 error 15.3 % (ILSVRC-2012), against 26.2 %
+for the best non-neural entry.
+
+Five convolutional layers (ReLU, local response normalisation, overlapping max-pooling) and three
+fully connected layers with dropout, trained on two GPUs.
+
+* ``AlexNet(layout="paper")``: the paper's widths 96-256-384-384-256 with its two-GPU grouping
+  (conv2, conv4, conv5 see only their own GPU's half), LRN after conv1 and conv2.
+* ``AlexNet(layout="torchvision")``: the single-GPU widths 64-192-384-256-256 of Krizhevsky's
+  "One weird trick" (2014), which torchvision's ``alexnet`` uses (no LRN).
+* :class:`AlexNetCIFAR`: the same design scaled to 32×32 images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from scratchlib.nn import LocalResponseNorm
+
+from . import ModelInfo, register
+
+__all__ = ["AlexNet", "AlexNetCIFAR"]
+
+_INFO = dict(
+    paper="ImageNet classification with deep convolutional neural networks",
+    authors="Alex Krizhevsky, Ilya Sutskever and Geoffrey E. Hinton",
+    year=2012,
+    module="02-CNN-Revolution",
+    category="cnn",
+    key_innovations=(
+        "ReLU units: about 6x faster training than tanh (the paper's Figure 1)",
+        "dropout in the fully connected layers against overfitting",
+        "GPU training, data augmentation, overlapping pooling",
+    ),
+    limitations=(
+        "61M parameters, mostly in the fully connected layers",
+        "large 11x11 first-layer kernels waste computation",
+    ),
+    paper_result="ILSVRC-2012 top-5 test error 15.3% (top-1 37.5% on ILSVRC-2010)",
+    url="https://papers.nips.cc/paper/4824",
+)
+
+
+@register
+class AlexNet(nn.Module):
+    MODEL_INFO = ModelInfo(name="AlexNet", **_INFO)
+
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        layout: str = "paper",
+        dropout: float = 0.5,
+        activation: Callable[[], nn.Module] = lambda: nn.ReLU(inplace=True),
+        conv: Callable[..., nn.Module] = nn.Conv2d,
+    ) -> None:
+        super().__init__()
+        if layout not in ("paper", "torchvision"):
+            raise ValueError(f"layout must be 'paper' or 'torchvision', got {layout!r}")
+        paper = layout == "paper"
+        w = (96, 256, 384, 384, 256) if paper else (64, 192, 384, 256, 256)
+        g = 2 if paper else 1  # the two GPUs: grouped convolutions
+        act = activation
+        self.features = nn.Sequential(
+            conv(3, w[0], 11, stride=4, padding=2),
+            act(),
+            *([LocalResponseNorm(5, 1e-4, 0.75, 2.0)] if paper else []),
+            nn.MaxPool2d(3, 2),  # overlapping pooling: 3x3 windows, stride 2
+            conv(w[0], w[1], 5, padding=2, groups=g),
+            act(),
+            *([LocalResponseNorm(5, 1e-4, 0.75, 2.0)] if paper else []),
+            nn.MaxPool2d(3, 2),
+            conv(w[1], w[2], 3, padding=1),
+            act(),
+            conv(w[2], w[3], 3, padding=1, groups=g),
+            act(),
+            conv(w[3], w[4], 3, padding=1, groups=g),
+            act(),
+            nn.MaxPool2d(3, 2),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(6)
+        self.classifier = nn.Sequential(
+            nn.Dropout(dropout),
+            nn.Linear(w[4] * 36, 4096),
+            act(),
+            nn.Dropout(dropout),
+            nn.Linear(4096, 4096),
+            act(),
+            nn.Linear(4096, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.pool(self.features(x)).flatten(1))
+
+
+@register
+class AlexNetCIFAR(nn.Module):
+    """AlexNet's design for 32×32 images: five convs (ReLU, LRN, overlapping pooling), dropout FCs."""
+
+    MODEL_INFO = ModelInfo(name="AlexNet (CIFAR-size)", **_INFO)
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        dropout: float = 0.5,
+        activation: str = "relu",
+        lrn: bool = True,
+        conv: Callable[..., nn.Module] = nn.Conv2d,
+    ) -> None:
+        super().__init__()
+        acts = {"relu": lambda: nn.ReLU(inplace=True), "tanh": nn.Tanh}
+        if activation not in acts:
+            raise ValueError(f"activation must be 'relu' or 'tanh', got {activation!r}")
+        act = acts[activation]
+        norm = (lambda: LocalResponseNorm(5, 1e-4, 0.75, 2.0)) if lrn else nn.Identity
+        self.features = nn.Sequential(
+            conv(3, 64, 5, padding=2),
+            act(),
+            norm(),
+            nn.MaxPool2d(3, 2, padding=1),  # 16x16
+            conv(64, 192, 5, padding=2),
+            act(),
+            norm(),
+            nn.MaxPool2d(3, 2, padding=1),  # 8x8
+            conv(192, 384, 3, padding=1),
+            act(),
+            conv(384, 256, 3, padding=1),
+            act(),
+            conv(256, 256, 3, padding=1),
+            act(),
+            nn.MaxPool2d(3, 2, padding=1),  # 4x4
+        )
+        self.classifier = nn.Sequential(
+            nn.Dropout(dropout),
+            nn.Linear(256 * 16, 1024),
+            act(),
+            nn.Dropout(dropout),
+            nn.Linear(1024, 1024),
+            act(),
+            nn.Linear(1024, num_classes),
+        )
+
+    @classmethod
+    def for_data(cls, bundle, **kwargs) -> AlexNetCIFAR:
+        return cls(num_classes=bundle.num_classes, **kwargs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x).flatten(1))
