@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 # Dataset families that live in their own files; imported if present so each registers itself.
-for _mod in ("cifar", "text", "graphs", "detection"):
+for _mod in ("cifar", "augment", "text", "graphs", "detection"):
     try:
         importlib.import_module(f"{__name__}.{_mod}")
     except ModuleNotFoundError as _exc:
