@@ -108,6 +108,7 @@ class AlexNetCIFAR(nn.Module):
         dropout: float = 0.5,
         activation: str = "relu",
         lrn: bool = True,
+        width: float = 1.0,
         conv: Callable[..., nn.Module] = nn.Conv2d,
     ) -> None:
         super().__init__()
@@ -116,32 +117,21 @@ class AlexNetCIFAR(nn.Module):
             raise ValueError(f"activation must be 'relu' or 'tanh', got {activation!r}")
         act = acts[activation]
         norm = (lambda: LocalResponseNorm(5, 1e-4, 0.75, 2.0)) if lrn else nn.Identity
+        c = [
+            max(8, round(n * width)) for n in (64, 192, 384, 256, 256, 1024)
+        ]  # width: a CPU-sized copy
         self.features = nn.Sequential(
-            conv(3, 64, 5, padding=2),
-            act(),
-            norm(),
-            nn.MaxPool2d(3, 2, padding=1),  # 16x16
-            conv(64, 192, 5, padding=2),
-            act(),
-            norm(),
-            nn.MaxPool2d(3, 2, padding=1),  # 8x8
-            conv(192, 384, 3, padding=1),
-            act(),
-            conv(384, 256, 3, padding=1),
-            act(),
-            conv(256, 256, 3, padding=1),
-            act(),
-            nn.MaxPool2d(3, 2, padding=1),  # 4x4
-        )
+            conv(3, c[0], 5, padding=2), act(), norm(), nn.MaxPool2d(3, 2, padding=1),  # 16x16
+            conv(c[0], c[1], 5, padding=2), act(), norm(), nn.MaxPool2d(3, 2, padding=1),  # 8x8
+            conv(c[1], c[2], 3, padding=1), act(),
+            conv(c[2], c[3], 3, padding=1), act(),
+            conv(c[3], c[4], 3, padding=1), act(), nn.MaxPool2d(3, 2, padding=1),  # 4x4
+        )  # fmt: skip
         self.classifier = nn.Sequential(
-            nn.Dropout(dropout),
-            nn.Linear(256 * 16, 1024),
-            act(),
-            nn.Dropout(dropout),
-            nn.Linear(1024, 1024),
-            act(),
-            nn.Linear(1024, num_classes),
-        )
+            nn.Dropout(dropout), nn.Linear(c[4] * 16, c[5]), act(),
+            nn.Dropout(dropout), nn.Linear(c[5], c[5]), act(),
+            nn.Linear(c[5], num_classes),
+        )  # fmt: skip
 
     @classmethod
     def for_data(cls, bundle, **kwargs) -> AlexNetCIFAR:

@@ -94,12 +94,18 @@ class AuxClassifier(nn.Module):
     """5×5/3 average pool → 1×1 conv 128 → FC 1024 → dropout 0.7 → FC classes."""
 
     def __init__(
-        self, c_in: int, num_classes: int, batch_norm: bool, conv: Callable[..., nn.Module]
+        self,
+        c_in: int,
+        num_classes: int,
+        batch_norm: bool,
+        conv: Callable[..., nn.Module],
+        width: float = 1.0,
     ) -> None:
         super().__init__()
-        self.conv = ConvUnit(c_in, 128, 1, batch_norm=batch_norm, conv=conv)
-        self.fc1 = nn.Linear(128 * 4 * 4, 1024)
-        self.fc2 = nn.Linear(1024, num_classes)
+        c, f = max(4, round(128 * width)), max(8, round(1024 * width))
+        self.conv = ConvUnit(c_in, c, 1, batch_norm=batch_norm, conv=conv)
+        self.fc1 = nn.Linear(c * 4 * 4, f)
+        self.fc2 = nn.Linear(f, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv(F.adaptive_avg_pool2d(x, 4))
@@ -146,38 +152,51 @@ class GoogLeNet(nn.Module):
         small_input: bool = False,
         reduce: bool = True,
         dropout: float = 0.4,
+        width: float = 1.0,
         conv: Callable[..., nn.Module] = nn.Conv2d,
     ) -> None:
         super().__init__()
+        cw = lambda n: max(4, round(n * width))  # noqa: E731 - width < 1: a CPU-sized copy, same layout
         u = lambda a, b, k, s=1, p=0: ConvUnit(a, b, k, s, p, batch_norm=batch_norm, conv=conv)  # noqa: E731
         if small_input:
-            self.stem = nn.Sequential(u(3, 192, 3, 1, 1))
+            self.stem = nn.Sequential(u(3, cw(192), 3, 1, 1))
         else:
             lrn = [] if batch_norm else [LocalResponseNorm(5, 1e-4, 0.75, 1.0)]
             self.stem = nn.Sequential(
-                u(3, 64, 7, 2, 3),
+                u(3, cw(64), 7, 2, 3),
                 nn.MaxPool2d(3, 2, ceil_mode=True),
                 *lrn,
-                u(64, 64, 1),
-                u(64, 192, 3, 1, 1),
+                u(cw(64), cw(64), 1),
+                u(cw(64), cw(192), 3, 1, 1),
                 *lrn,
                 nn.MaxPool2d(3, 2, ceil_mode=True),
             )
-        mk = {
-            k: Inception(
-                *v, reduce=reduce, batch_norm=batch_norm, branch5_kernel=branch5_kernel, conv=conv
+        mk, c_in, taps = {}, cw(192), {}
+        for k, (_, n1, r3, n3, r5, n5, pp) in INCEPTION_CONFIGS.items():
+            mk[k] = Inception(
+                c_in,
+                cw(n1),
+                cw(r3),
+                cw(n3),
+                cw(r5),
+                cw(n5),
+                cw(pp),
+                reduce=reduce,
+                batch_norm=batch_norm,
+                branch5_kernel=branch5_kernel,
+                conv=conv,
             )
-            for k, v in INCEPTION_CONFIGS.items()
-        }
+            c_in = cw(n1) + cw(n3) + cw(n5) + (cw(pp) if reduce else c_in)  # concatenated branches
+            taps[k] = c_in
         self.inc3 = nn.Sequential(mk["3a"], mk["3b"], nn.MaxPool2d(3, 2, ceil_mode=True))
         self.inc4a = mk["4a"]
         self.inc4bcd = nn.Sequential(mk["4b"], mk["4c"], mk["4d"])
         self.inc4e = nn.Sequential(mk["4e"], nn.MaxPool2d(2, 2, ceil_mode=True))
         self.inc5 = nn.Sequential(mk["5a"], mk["5b"])
-        self.aux1 = AuxClassifier(512, num_classes, batch_norm, conv) if aux else None
-        self.aux2 = AuxClassifier(528, num_classes, batch_norm, conv) if aux else None
+        self.aux1 = AuxClassifier(taps["4a"], num_classes, batch_norm, conv, width) if aux else None
+        self.aux2 = AuxClassifier(taps["4d"], num_classes, batch_norm, conv, width) if aux else None
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(1024, num_classes)
+        self.fc = nn.Linear(c_in, num_classes)
 
     @classmethod
     def for_data(cls, bundle, **kwargs) -> GoogLeNet:

@@ -101,6 +101,7 @@ class VGG(nn.Module):
         batch_norm: bool = False,
         in_channels: int = 3,
         dropout: float = 0.5,
+        width: float = 1.0,
         conv: Callable[..., nn.Module] = nn.Conv2d,
     ) -> None:
         super().__init__()
@@ -113,6 +114,7 @@ class VGG(nn.Module):
                 layers.append(nn.MaxPool2d(2))
                 continue
             k, out = (1, int(v.split(":")[1])) if isinstance(v, str) else (3, v)
+            out = max(8, round(out * width))  # width < 1: a CPU-sized copy, same layout
             layers.append(conv(c, out, k, padding=k // 2))
             if batch_norm:
                 layers.append(nn.BatchNorm2d(out))
@@ -123,7 +125,7 @@ class VGG(nn.Module):
         if image_size >= 224:
             self.pool = nn.AdaptiveAvgPool2d(7)
             self.classifier = nn.Sequential(
-                nn.Linear(512 * 7 * 7, 4096),
+                nn.Linear(c * 7 * 7, 4096),
                 nn.ReLU(True),
                 nn.Dropout(dropout),
                 nn.Linear(4096, 4096),
@@ -133,7 +135,7 @@ class VGG(nn.Module):
             )
         else:
             self.pool = nn.AdaptiveAvgPool2d(1)
-            self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(512, num_classes))
+            self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(c, num_classes))
 
     @classmethod
     def for_data(cls, bundle, config: str = "A", **kwargs) -> VGG:
