@@ -190,9 +190,19 @@ def test_diagnostic_plots_write_figures() -> None:
     plots.gradient_norms({"sigmoid": [1e-4, 1e-2, 1.0], "relu": [0.5, 0.6, 0.7]})
     plots.energy_curves({"a": [0, -1, -3, -3], "b": [0, -2, -2]})
     plots.capacity_curves({100: {"load": [0.05, 0.1, 0.2], "recall": [1.0, 0.8, 0.1]}})
+    pats = np.random.default_rng(0).choice([-1.0, 1.0], size=(6, 12))
+    fig = plots.pattern_grid(pats, shape=(3, 4), ncols=3, row_labels=["stored", "recalled"])
+    assert len(fig.axes) == 6
     names = sorted(p.name for p in run.figures_dir.glob("*.png"))
-    assert names == ["capacity.png", "energy_descent.png", "gradient_norms.png"]
+    assert names == ["capacity.png", "energy_descent.png", "gradient_norms.png", "patterns.png"]
+    run.finish()
     with pytest.raises(ValueError):
         plots.gradient_norms({})
     with pytest.raises(ValueError, match="differ in length"):
         plots.capacity_curves({10: {"load": [0.1, 0.2], "recall": [1.0]}})
+    with pytest.raises(ValueError, match="±1 values"):
+        plots.pattern_grid(np.full((2, 4), 0.5), shape=(2, 2))
+    with pytest.raises(ValueError, match="H\\*W = 4"):
+        plots.pattern_grid(np.ones((2, 4)), shape=(3, 3))
+    with pytest.raises(ValueError, match="2 labels for 1 rows"):
+        plots.pattern_grid(np.ones((2, 2, 2)), row_labels=["a", "b"])

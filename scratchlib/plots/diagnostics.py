@@ -1,4 +1,5 @@
-"""Plots that look inside training: gradient norms per layer, energy descent, capacity curves."""
+"""Plots that look inside training: gradient norms per layer, energy descent, capacity curves,
+and grids of ±1 patterns (Hopfield memories)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from .core import finish
 
-__all__ = ["gradient_norms", "energy_curves", "capacity_curves"]
+__all__ = ["gradient_norms", "energy_curves", "capacity_curves", "pattern_grid"]
 
 
 def gradient_norms(
@@ -87,5 +88,50 @@ def capacity_curves(
         ylim=(-0.03, 1.03),
     )
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return finish(fig, name, run)
+
+
+def pattern_grid(
+    patterns: Any,
+    shape: tuple[int, int] | None = None,
+    ncols: int = 8,
+    row_labels: Sequence[str] | None = None,
+    run: Any = None,
+    title: str | None = None,
+    name: str = "patterns",
+):
+    """±1 patterns as black (−1) / white (+1) images, ``ncols`` per row, with optional row labels.
+
+    ``patterns`` is ``(n, H*W)`` with ``shape=(H, W)``, or ``(n, H, W)``. The colour scale is fixed
+    at [−1, 1], so a pattern and its inverse always look inverted (no per-image rescaling).
+    """
+    P = np.asarray(patterns, dtype=float)
+    if P.ndim == 2:
+        if shape is None or int(np.prod(shape)) != P.shape[1]:
+            raise ValueError(
+                f"pattern_grid: patterns of shape {P.shape} need shape=(H, W) with H*W = {P.shape[1]}"
+            )
+        P = P.reshape(len(P), *shape)
+    elif P.ndim != 3:
+        raise ValueError(f"pattern_grid needs (n, H*W) or (n, H, W) patterns; got shape {P.shape}")
+    if len(P) == 0 or not np.all(np.isin(P, (-1.0, 1.0))):
+        raise ValueError("pattern_grid needs ±1 values (binarise with np.where(x > 0.5, 1, -1))")
+    ncols = min(ncols, len(P))
+    nrows = int(np.ceil(len(P) / ncols))
+    if row_labels is not None and len(row_labels) != nrows:
+        raise ValueError(f"row_labels has {len(row_labels)} labels for {nrows} rows")
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.2 * ncols, 1.25 * nrows), squeeze=False)
+    for i, ax in enumerate(axes.ravel()):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if i < len(P):
+            ax.imshow(P[i], cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
+        else:
+            ax.axis("off")
+    for r, label in enumerate(row_labels or []):
+        axes[r, 0].set_ylabel(label, fontsize=9)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return finish(fig, name, run)
