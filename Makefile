@@ -93,8 +93,9 @@ $(PY): | $(POETRY)
 doctor: | $(PY) ## Check device, torch build, CUDA, installed groups, data cache, wandb mode (with hints)
 	$(PY) -m scratchlib.cli doctor
 
-bench: install-all ## Benchmarks: the Trainer's time over a bare PyTorch loop (tracking on)
+bench: install-all ## Benchmarks: the Trainer over a bare PyTorch loop; our ResNet-18 and conv2d over torch's
 	$(PY) benchmarks/bench_trainer.py
+	$(PY) benchmarks/bench_cnn.py
 
 clean: ## Remove caches, executed notebooks and run outputs (keeps data/ and .venv)
 	rm -rf outputs .pytest_cache .ruff_cache

@@ -122,9 +122,12 @@ def bench_conv(args, device: torch.device) -> float:
     x = torch.randn(n, c, hw, hw, generator=g).to(device).requires_grad_()
     w = torch.randn(c, c, 3, 3, generator=g).to(device).requires_grad_()
     b = torch.randn(c, generator=g).to(device).requires_grad_()
-    err = (conv2d(x, w, b, padding=1) - F.conv2d(x, w, b, padding=1)).abs().max().item()
-    if err > 1e-3:
-        raise SystemExit(f"our conv2d and F.conv2d disagree by {err:.2e}")
+    with torch.no_grad():
+        ref = F.conv2d(x, w, b, padding=1)
+        err = ((conv2d(x, w, b, padding=1) - ref).abs().max() / ref.abs().max()).item()
+    # relative: on CUDA cuDNN may use TF32 (about 1e-3 relative precision), our matmul float32
+    if err > 5e-3:
+        raise SystemExit(f"our conv2d and F.conv2d disagree by {err:.2e} (relative)")
 
     def run(fn) -> Callable:
         def step(_x, _y):

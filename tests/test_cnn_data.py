@@ -124,3 +124,15 @@ def test_normalize_layer() -> None:
         1, 3, 1, 1
     )
     torch.testing.assert_close(norm(x), expected)
+
+
+def test_normalized_wrapper_keeps_the_models_own_training_step() -> None:
+    from scratchlib.models.googlenet import GoogLeNet
+
+    net = GoogLeNet(num_classes=10, small_input=True, batch_norm=True, width=0.125)
+    wrapped = augment.Normalized(net, cifar.MEAN, cifar.STD).train()
+    x, y = torch.rand(2, 3, 32, 32), torch.tensor([0, 1])
+    out = wrapped.training_step((x, y))
+    assert out["loss"].requires_grad and out["count"] == 2
+    logits = wrapped.eval()(x)
+    torch.testing.assert_close(logits, net.eval()(augment.Normalize(cifar.MEAN, cifar.STD)(x)))

@@ -52,8 +52,13 @@ def test_contract(path: Path) -> None:
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
-def test_runs_in_smoke_mode(path: Path, tmp_path: Path) -> None:
+def test_runs_in_smoke_mode(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import papermill as pm
+
+    # pytest-xdist runs one notebook per core: one thread per kernel avoids oversubscription,
+    # which on a 2-core machine slows torch down many times over.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("MKL_NUM_THREADS", "1")
 
     out = tmp_path / path.name
     t0 = time.perf_counter()

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["RandomCropFlip", "Normalize"]
+__all__ = ["RandomCropFlip", "Normalize", "Normalized"]
 
 
 class RandomCropFlip:
@@ -60,3 +60,24 @@ class Normalize(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
+
+
+class Normalized(nn.Module):
+    """``model(normalize(x))``, keeping the model's own ``training_step``/``validation_step``
+    (e.g. GoogLeNet's auxiliary losses) working through the wrapper."""
+
+    def __init__(self, model: nn.Module, mean, std) -> None:
+        super().__init__()
+        self.norm = Normalize(mean, std)
+        self.model = model
+        if hasattr(model, "training_step"):
+            self.training_step = lambda batch: model.training_step(
+                (self.norm(batch[0]), *batch[1:])
+            )
+        if hasattr(model, "validation_step"):
+            self.validation_step = lambda batch: model.validation_step(
+                (self.norm(batch[0]), *batch[1:])
+            )
+
+    def forward(self, x: torch.Tensor):
+        return self.model(self.norm(x))

@@ -177,7 +177,9 @@ class Trainer:
         self.run = run
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.resume, self.augment, self.loss_fn, self.progress = resume, augment, loss_fn, progress
-        self.channels_last, self.compile, self.eval_every = channels_last, compile, eval_every
+        # channels-last speeds up convolutions on CUDA tensor cores; on CPUs it often slows them
+        self.channels_last = channels_last and self.device.type == "cuda"
+        self.compile, self.eval_every = compile, eval_every
         self.history: dict[str, list[Any]] = {}
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: Any = None
