@@ -1,32 +1,40 @@
-# Docker targets (included by the Makefile). The image stages are described in the Dockerfile.
+# Docker targets (included by the Makefile; docs/containers.md). Image stages: see the Dockerfile.
 COMPOSE ?= docker compose
 IMAGE   ?= ai-from-scratch
+STAGE   ?=
+# The learner in the image gets your UID, so files written in the mounted folders are yours
+# (root on the host: the image's default, 1000). docker-compose.yml reads it too.
+export LEARNER_UID ?= $(shell u=$$(id -u); [ "$$u" = 0 ] && echo 1000 || echo $$u)
 
-.PHONY: docker-build docker-build-base docker-build-dev docker-build-prod docker-up docker-up-cpu docker-down docker-logs
+.PHONY: docker-build docker-build-base docker-build-dev docker-build-prod docker-up docker-up-cpu docker-down docker-logs docker-doctor
 
-docker-build: docker-build-base docker-build-dev docker-build-prod ## Build every image stage (base, dev, prod)
+docker-build: $(if $(STAGE),docker-build-$(STAGE),docker-build-base docker-build-dev docker-build-prod) ## Build every image stage, or one: make docker-build STAGE=dev
+	@docker image ls $(IMAGE)
 
 docker-build-base: ## Build the base stage (CUDA runtime + cuDNN, Python, Poetry)
 	docker build --target base -t $(IMAGE):base .
 
-docker-build-dev: ## Build the dev stage (all groups, JupyterLab)
-	docker build --target dev -t $(IMAGE):dev .
+docker-build-dev: ## Build the dev stage (every group, JupyterLab) as compose uses it
+	docker build --target dev --build-arg LEARNER_UID=$(LEARNER_UID) -t $(IMAGE):dev .
 
-docker-build-prod: ## Build the prod stage (headless notebooks + CLI)
+docker-build-prod: ## Build the prod stage (headless notebooks + CLI, no dev tools)
 	docker build --target prod -t $(IMAGE):prod .
 
-docker-up: ## JupyterLab in the container with the GPU (http://localhost:8888, token in the logs)
-	@mkdir -p data outputs wandb
-	$(COMPOSE) up -d jupyter
-	@echo "token: $(COMPOSE) logs jupyter | grep token   |  check the GPU: $(COMPOSE) exec jupyter make doctor"
+docker-up: ## JupyterLab in the container with the GPU (http://localhost:8888; make docker-logs for the token)
+	$(COMPOSE) up -d --build jupyter
+	@echo ">> login URL: make docker-logs   |   GPU check: make docker-doctor   |   stop: make docker-down"
 
 docker-up-cpu: ## JupyterLab in the container without a GPU
-	@mkdir -p data outputs wandb
-	$(COMPOSE) --profile cpu up -d jupyter-cpu
-	@echo "token: $(COMPOSE) logs jupyter-cpu | grep token"
+	$(COMPOSE) --profile cpu up -d --build jupyter-cpu
+	@echo ">> login URL: make docker-logs   |   stop: make docker-down"
 
-docker-down: ## Stop the containers (data, outputs and caches persist)
+docker-down: ## Stop the containers (data, outputs, wandb files and caches persist)
 	$(COMPOSE) --profile cpu down
 
-docker-logs: ## Follow JupyterLab's log (shows the login URL with its token)
-	$(COMPOSE) --profile cpu logs -f
+docker-logs: ## Show JupyterLab's log with its login URL (token included)
+	$(COMPOSE) --profile cpu logs jupyter jupyter-cpu
+
+docker-doctor: ## Run `make doctor` in the running container: is the GPU seen?
+	@svc=$$($(COMPOSE) --profile cpu ps --services --status running | grep -m1 '^jupyter'); \
+	  test -n "$$svc" || { echo "no JupyterLab container is running: make docker-up (or docker-up-cpu) first"; exit 2; }; \
+	  $(COMPOSE) --profile cpu exec "$$svc" make doctor
