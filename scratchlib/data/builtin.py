@@ -176,8 +176,13 @@ def read_idx(path: str | Path) -> np.ndarray:
     """Read an IDX file (LeCun's MNIST format), plain or gzip-compressed."""
     path = Path(path)
     if path.suffix == ".gz":
-        with gzip.open(path, "rb") as f:
-            raw = f.read()
+        try:
+            with gzip.open(path, "rb") as f:
+                raw = f.read()
+        except (OSError, EOFError) as exc:  # truncated download or not gzip at all
+            raise DataUnavailableError(
+                f"{path} is not a readable .gz file ({exc}); delete it and reload"
+            ) from exc
     else:
         raw = path.read_bytes()
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
@@ -185,6 +190,8 @@ def read_idx(path: str | Path) -> np.ndarray:
             f"{path} is not an unsigned-byte IDX file (corrupt download?); delete it and reload"
         )
     ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise DataUnavailableError(f"{path} is truncated inside its header; delete it and reload")
     dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):

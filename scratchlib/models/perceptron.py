@@ -105,6 +105,10 @@ class Perceptron:
         """
         X = self._check(X)
         y = np.asarray(y).ravel()
+        if len(y) != len(X):
+            raise ValueError(
+                f"inputs and labels differ in length: {len(X)} inputs, {len(y)} labels"
+            )
         if set(np.unique(y)) - {0, 1}:
             raise ValueError(
                 f"Perceptron is a two-class model: labels must be 0/1, got {np.unique(y)}"

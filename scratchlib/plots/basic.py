@@ -73,19 +73,23 @@ def learning_curves(
 
 
 def _predict_grid(predict: Callable[[np.ndarray], Any], grid: np.ndarray) -> np.ndarray:
-    try:
-        import torch
+    """Class labels on the grid: argmax of several scores, ``logit > 0`` for one torch output."""
+    import torch
 
-        if isinstance(predict, torch.nn.Module):
-            model = predict
-            dev = next(model.parameters()).device
+    if isinstance(predict, torch.nn.Module):
+        model, was_training = predict, predict.training
+        dev = next(model.parameters()).device
+        try:
             with torch.no_grad():
                 model.eval()
-                out = model(torch.as_tensor(grid, dtype=torch.float32, device=dev))
-            out = to_numpy(out)
-            return out.argmax(1) if out.ndim == 2 and out.shape[1] > 1 else out.ravel()
-    except ImportError:
-        pass
+                out = to_numpy(model(torch.as_tensor(grid, dtype=torch.float32, device=dev)))
+        finally:
+            model.train(
+                was_training
+            )  # plotting mid-training leaves dropout/batch norm as they were
+        if out.ndim == 2 and out.shape[1] > 1:
+            return out.argmax(1)
+        return (out.ravel() > 0).astype(np.int64)  # one logit: class 1 where it is positive
     out = to_numpy(predict(grid))
     return out.argmax(1) if out.ndim == 2 and out.shape[1] > 1 else out.ravel()
 
@@ -106,6 +110,8 @@ def decision_boundary(
     X, y = to_numpy(X), to_numpy(y).ravel()
     if X.ndim != 2 or X.shape[1] != 2:
         raise ValueError(f"decision_boundary needs 2-D points, shape (N, 2); got {X.shape}")
+    if len(y) != len(X):
+        raise ValueError(f"decision_boundary: {len(X)} points but {len(y)} labels")
     pad = 0.1 * (X.max(0) - X.min(0) + 1e-9)
     lo, hi = X.min(0) - pad, X.max(0) + pad
     xx, yy = np.meshgrid(
@@ -150,6 +156,12 @@ def confusion_matrix(
     if yt.shape != yp.shape:
         raise ValueError(f"y_true and y_pred differ in length: {yt.shape} vs {yp.shape}")
     k = len(classes) if classes else int(max(yt.max(), yp.max())) + 1
+    low, high = min(yt.min(), yp.min()), max(yt.max(), yp.max())
+    if low < 0 or high >= k:
+        raise ValueError(
+            f"confusion_matrix: labels must be class indices 0..{k - 1}; got a label {low if low < 0 else high}"
+            + (" (map ±1 labels to 0/1 first)" if low < 0 else " (more labels than class names)")
+        )
     cm = np.zeros((k, k), dtype=float)
     np.add.at(cm, (yt, yp), 1)
     if normalize:
@@ -205,6 +217,8 @@ def image_grid(
             f"image_grid needs (N, C, H, W) or (N, H, W) images; got shape {imgs.shape}"
         )
     n = len(imgs)
+    if n == 0:
+        raise ValueError("image_grid: no images to show (the batch is empty)")
     ncols = min(ncols, n)
     nrows = int(np.ceil(n / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(1.3 * ncols, 1.45 * nrows), squeeze=False)

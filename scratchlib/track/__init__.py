@@ -60,13 +60,13 @@ def start(
     wandb: ``False`` (default), ``True`` (mode from ``$WANDB_MODE``, else online), or
         ``"online"`` / ``"offline"`` / ``"disabled"``.
     """
+    mode = resolve_mode(wandb)  # a bad mode fails here, before any folder is made
     name, info = model_identity(model)
     data_facts = data.facts() if hasattr(data, "facts") else dict(data or {})
     previous = active()
     if previous is not None and previous.status == "running":
         previous.finish("superseded")
     run = Run(name, experiment, config=config, root=root, model_info=info, data_facts=data_facts)
-    mode = resolve_mode(wandb)
     if mode is not None:
         tags = [
             t

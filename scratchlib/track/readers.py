@@ -22,15 +22,31 @@ def find_runs(
     base = runs_root(root)
     if not base.exists():
         return []
+    from .run import _slug
+
     out = []
-    for d in sorted(p for p in base.iterdir() if p.is_dir() and p.name.startswith("run_")):
+    for d in (p for p in base.iterdir() if p.is_dir() and p.name.startswith("run_")):
         cfg = load_config(d)
-        if model and cfg.get("model") != model.lower():
+        if model and cfg.get("model") != _slug(model):
             continue
-        if experiment and cfg.get("experiment") != experiment.lower():
+        if experiment and cfg.get("experiment") != _slug(experiment):
             continue
         out.append(d)
-    return out
+    return sorted(out, key=_started)
+
+
+def _started(run_dir: Path) -> tuple[str, str]:
+    """Sort key: the on_start time (millisecond precision), then the folder name."""
+    path = Path(run_dir) / "facts" / "events.jsonl"
+    first = ""
+    if path.exists():
+        with open(path, encoding="utf-8") as f:
+            line = f.readline()
+        try:
+            first = json.loads(line).get("time", "")
+        except json.JSONDecodeError:
+            first = ""
+    return first, Path(run_dir).name
 
 
 def load_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:

@@ -156,6 +156,8 @@ class Trainer:
     ) -> None:
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if monitor not in {"val_loss", "val_accuracy", "train_loss"}:
             raise ValueError(
                 f"monitor must be 'val_loss', 'val_accuracy' or 'train_loss', got {monitor!r}"
@@ -290,7 +292,8 @@ class Trainer:
         )
         self.history = {}
         if resume_state is not None:
-            load_model_state(model, resume_state, str(self.resume))
+            self._check_resume(resume_state)
+            load_model_state(model, resume_state, resume_state["_path"])
             self.optimizer.load_state_dict(resume_state["optimizer"])
             if self.scheduler is not None and resume_state.get("scheduler") is not None:
                 self.scheduler.load_state_dict(resume_state["scheduler"])
@@ -508,6 +511,8 @@ class Trainer:
             "best": best,
             "stale": stale,
             "monitor": self.monitor,
+            "epochs": self.epochs,  # the plan: a resumed run must keep it (schedules depend on it)
+            "optimizer_class": type(self.optimizer).__name__,
             "rng": _get_rng(loader),
         }
 
@@ -524,7 +529,26 @@ class Trainer:
                 "resume=True needs a run or checkpoint_dir to find last.pt in; "
                 "pass resume='path/to/last.pt'"
             )
-        return load_checkpoint(path)
+        state = load_checkpoint(path)
+        state["_path"] = str(path)
+        return state
+
+    def _check_resume(self, state: dict[str, Any]) -> None:
+        """Refuse a resume that could not continue the saved run exactly; nothing is overwritten."""
+        path = state["_path"]
+        planned = state.get("epochs")
+        if planned is not None and planned != self.epochs and (self.scheduler is not None):
+            raise CheckpointError(
+                f"{path} was saved by a run planned for {planned} epochs with a learning-rate schedule; "
+                f"resuming it as {self.epochs} epochs would change the schedule. Resume with "
+                f"epochs={planned}, or start a new run."
+            )
+        saved_opt = state.get("optimizer_class")
+        if saved_opt is not None and saved_opt != type(self.optimizer).__name__:
+            raise CheckpointError(
+                f"{path} holds {saved_opt} optimizer state, but this Trainer uses "
+                f"{type(self.optimizer).__name__}; resume with the same optimizer, or start a new run."
+            )
 
 
 def _accumulate(extras: dict[str, Any], out: dict[str, Any]) -> None:
