@@ -31,6 +31,10 @@ def confusion_counts(y_true: Any, y_pred: Any, num_classes: int | None = None) -
     """``C[i, j]`` = examples of true class i predicted as j."""
     yt, yp = to_numpy(y_true).astype(int).ravel(), to_numpy(y_pred).astype(int).ravel()
     k = num_classes or int(max(yt.max(), yp.max())) + 1
+    if min(yt.min(), yp.min()) < 0 or max(yt.max(), yp.max()) >= k:
+        raise ValueError(
+            f"confusion_counts: labels must be class indices 0..{k - 1} (map ±1 labels to 0/1 first)"
+        )
     cm = np.zeros((k, k), dtype=np.int64)
     np.add.at(cm, (yt, yp), 1)
     return cm

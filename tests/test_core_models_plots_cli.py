@@ -149,3 +149,13 @@ def test_doctor_reports_each_item_with_hints() -> None:
     for item in ("python", "torch", "device", "group notebooks", "data cache", "wandb"):
         assert item in text
     assert problems == [] and "no problems" in text
+
+
+def test_confusion_counts_refuses_labels_outside_the_classes() -> None:
+    from scratchlib import metrics
+
+    assert metrics.confusion_counts([0, 1, 1], [0, 1, 0]).tolist() == [[1, 0], [1, 1]]
+    with pytest.raises(ValueError, match="class indices"):
+        metrics.confusion_counts([-1, 1], [1, 1])
+    with pytest.raises(ValueError, match="class indices"):
+        metrics.confusion_counts([0, 2], [0, 1], num_classes=2)
