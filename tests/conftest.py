@@ -25,6 +25,9 @@ def _isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
     from scratchlib.track import run as run_mod
 
     run_mod.set_active(None)
+    import matplotlib.pyplot as plt
+
+    plt.close("all")  # a figure a test left open must not leak into the next test on this worker
 
 
 @pytest.fixture
