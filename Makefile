@@ -21,7 +21,6 @@ NB           ?=
 JOBS         ?= 2
 PORT         ?= 8888
 
-export PYTHONDONTWRITEBYTECODE := 1
 
 # (install-<group> is a pattern rule, so it is not listed as phony: make skips patterns for phony targets)
 .PHONY: help poetry install install-all install-test jupyter test test-lib test-notebooks run lint format strip lock check-lock doctor bench contract clean
