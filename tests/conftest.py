@@ -31,6 +31,17 @@ def _isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
 
 
 @pytest.fixture
+def one_torch_thread():
+    """Run a test on one torch thread (small models: threads only add contention), then restore."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
 def runs_dir() -> Path:
     return Path(os.environ["SCRATCHLIB_RUNS"])
 

@@ -11,13 +11,7 @@ from torch import nn
 from scratchlib import data, track
 from scratchlib.train import CheckpointError, Trainer, fit_epochs, load_checkpoint, save_checkpoint
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def mlp(hidden: int = 16, dropout: float = 0.0) -> nn.Module:

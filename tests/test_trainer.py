@@ -22,13 +22,7 @@ from scratchlib import data, track
 from scratchlib.track import io as track_io
 from scratchlib.train import CheckpointError, Trainer, fit_epochs, load_checkpoint
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 MOONS = data.load("moons", n=320)
