@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from scratchlib import data, track
-from scratchlib.track import io as track_io
+from scratchlib import utils as track_io
 from scratchlib.track import run as run_mod
 
 LOGGER = "scratchlib.track"

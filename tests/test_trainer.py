@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from scratchlib import data, track
-from scratchlib.track import io as track_io
+from scratchlib import utils as track_io
 from scratchlib.train import CheckpointError, Trainer, fit_epochs, load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

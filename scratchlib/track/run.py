@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .io import _jsonable, atomic_write_json, atomic_write_text
+from scratchlib.utils import atomic_write_bytes, atomic_write_json, atomic_write_text, jsonable
 
 SCHEMA_VERSION = 1
 RUNS_ENV = "SCRATCHLIB_RUNS"
@@ -122,7 +122,7 @@ class Run:
             "run_id": self.id,
         }
         record.update(payload)
-        line = json.dumps(record, default=_jsonable, sort_keys=True) + "\n"
+        line = json.dumps(jsonable(record), sort_keys=True, allow_nan=False) + "\n"
         with open(self.facts_dir / "events.jsonl", "a", encoding="utf-8") as f:
             f.write(line)
         return record
@@ -166,8 +166,6 @@ class Run:
             path = self.figures_dir / f"{_slug(name)}-{n}.png"
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-        from .io import atomic_write_bytes
-
         atomic_write_bytes(path, buf.getvalue())
         self.event("on_figure", figure=path.stem, path=str(path.relative_to(self.dir)))
         if self.wandb is not None:

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from scratchlib.track.io import atomic_write_bytes
+from scratchlib.utils import atomic_write_bytes
 
 __all__ = [
     "CheckpointError",

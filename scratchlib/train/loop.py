@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from scratchlib import track
+from scratchlib import track, utils
 
 __all__ = ["fit_epochs"]
 
@@ -29,11 +29,7 @@ def fit_epochs(
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     run = None if run is False else (run if run is not None else track.active())
     history: dict[str, list[Any]] = {}
-    it: Any = range(1, epochs + 1)
-    if progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(it, desc=desc, dynamic_ncols=True, mininterval=0.5)
+    it: Any = utils.progress(range(1, epochs + 1), progress, desc=desc)
     reason = "epochs"
     for epoch in it:
         row = {"epoch": epoch, **epoch_fn(epoch)}
