@@ -155,6 +155,8 @@ def progress(iterable: Any = None, enabled: bool = True, **kwargs: Any) -> Any:
 # --- atomic writes: the one place files are written -------------------------------------------
 
 TMP_SUFFIX = ".tmp"
+_UMASK = os.umask(0o022)  # read once at import (os.umask can only be read by setting it)
+os.umask(_UMASK)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, durable: bool = True) -> Path:
@@ -169,6 +171,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, durable: bool 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
+        if hasattr(os, "fchmod"):  # mkstemp makes 0600: give the file open()'s permissions
+            os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             if durable:

@@ -216,7 +216,7 @@ class GoogLeNet(nn.Module):
         logits = self.fc(self.dropout(F.adaptive_avg_pool2d(x, 1).flatten(1)))
         return (logits, a1, a2) if a1 is not None else logits
 
-    def training_step(self, batch):
+    def training_step(self, batch, batch_idx: int = 0):
         """Main loss + 0.3 x each auxiliary loss (the paper's weighting); plugs into the Trainer."""
         x, y = batch
         out = self(x)

@@ -36,11 +36,12 @@ def learning_curves(
     if not cols:
         raise ValueError("learning_curves: the history is empty (did training run?)")
     x = cols.get("epoch") or list(range(1, len(next(iter(cols.values()))) + 1))
-    keys = [
-        k
-        for k in (metrics or cols)
-        if k not in {"epoch", "lr", "epoch_time", "run_id", "model", "experiment"}
-    ]
+    by_step = "step" in cols and any(
+        b <= a for a, b in zip(x, x[1:], strict=False)
+    )  # rows per validation
+    x = cols["step"] if by_step else x
+    skip = {"epoch", "step", "lr", "time", "epoch_time", "run_id", "model", "experiment"}
+    keys = [k for k in (metrics or cols) if k not in skip]
     unknown = [k for k in keys if k not in cols]
     if unknown:
         raise KeyError(f"learning_curves: no {unknown} in the history; it has {sorted(cols)}")
@@ -59,7 +60,7 @@ def learning_curves(
                 ms=3,
                 label=k.split("_", 1)[0] if k != base else k,
             )
-        ax.set(xlabel="epoch", title=base.replace("_", " "))
+        ax.set(xlabel="step" if by_step else "epoch", title=base.replace("_", " "))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if logy:
             ax.set_yscale("log")
@@ -205,8 +206,10 @@ def image_grid(
     cmap: str = "gray",
     name: str = "image_grid",
     classes: Sequence[str] | None = None,
+    show: bool = True,
 ):
-    """A grid of images ``(N, C, H, W)`` / ``(N, H, W)``; titles show label (and prediction, red if wrong)."""
+    """A grid of images ``(N, C, H, W)`` / ``(N, H, W)``; titles show label (and prediction, red if
+    wrong). ``show=False`` only saves it into the run (e.g. grids drawn during training)."""
     imgs = to_numpy(images)
     if imgs.ndim == 4:
         imgs = imgs.transpose(0, 2, 3, 1)
@@ -247,4 +250,4 @@ def image_grid(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return finish(fig, name, run)
+    return finish(fig, name, run, show=show)
