@@ -1,15 +1,10 @@
-"""scratchlib.plots, second pass: where each figure goes (active run, a given run, no run, wandb),
-what it shows (panels, titles, regions), other input forms (tensors, DataFrames, RGB, axes) and
-input that must be refused instead of drawn wrongly.
-
-Complements test_core_models_plots_cli.py (each plot writes a PNG; basic shape errors).
-"""
+"""scratchlib.plots (and the metrics they share): where each figure goes (active run, a given
+run, no run, wandb), what it shows (panels, titles, regions), other input forms (tensors,
+DataFrames, RGB, axes) and input that must be refused instead of drawn wrongly."""
 
 from __future__ import annotations
 
-import sys
 import time
-import types
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -18,7 +13,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from scratchlib import data, plots, track
+from scratchlib import data, metrics, plots, track
 
 HISTORY = {
     "epoch": [1, 2, 3],
@@ -65,7 +60,7 @@ def test_each_plot_returns_a_figure_and_writes_a_png_into_the_active_run(moons, 
         "torch_db.png",
     ]
     for p in run.figures_dir.glob("*.png"):
-        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 2000
     recorded = [e["figure"] for e in track.load_events(run.dir) if e["event"] == "on_figure"]
     assert sorted(recorded) == [n[:-4] for n in _pngs(run)]
     assert plt.get_fignums() == []  # outside a notebook each figure is closed after saving
@@ -83,32 +78,12 @@ def test_a_given_run_gets_the_figure_and_no_run_means_no_file(moons, runs_dir) -
     assert sorted(runs_dir.rglob("*.png")) == before
 
 
-def test_figures_reach_wandb_when_it_is_on(monkeypatch) -> None:
-    logged: list[dict] = []
-
-    class WRun:
-        name = "w"
-        summary = types.SimpleNamespace(update=lambda d: None)
-
-        def log(self, d, step=None):
-            logged.append(d)
-
-        def log_artifact(self, art, aliases=None):
-            pass
-
-        def finish(self):
-            pass
-
-    fake = types.ModuleType("wandb")
-    fake.Settings = lambda **kw: kw
-    fake.init = lambda **kw: WRun()
-    fake.Image = lambda path: ("Image", path)
-    fake.Artifact = lambda name, type: types.SimpleNamespace(add_dir=lambda p: None)
-    monkeypatch.setitem(sys.modules, "wandb", fake)
+def test_figures_reach_wandb_when_it_is_on(fake_wandb) -> None:
+    fake = fake_wandb()
     run = track.start("perceptron", experiment="wb", wandb="offline")
     plots.learning_curves(HISTORY)
-    assert logged == [
-        {"figures/learning_curves": ("Image", str(run.figures_dir / "learning_curves.png"))}
+    assert fake.of("log") == [
+        ({"figures/learning_curves": ("Image", str(run.figures_dir / "learning_curves.png"))}, None)
     ]
 
 
@@ -230,6 +205,11 @@ def test_bad_shapes_raise_value_errors(call, match: str) -> None:
         call()
 
 
+def test_learning_curves_name_the_metrics_that_are_not_there() -> None:
+    with pytest.raises(KeyError, match="no \\['nope'\\]"):
+        plots.learning_curves({"epoch": [1], "train_loss": [1.0]}, metrics=["nope"])
+
+
 def test_points_and_labels_of_different_lengths_are_refused(moons) -> None:
     """Three labels for five points: matplotlib would read them as one RGB colour and draw
     a wrong picture without a word."""
@@ -253,3 +233,23 @@ def test_an_empty_image_batch_is_refused() -> None:
 def test_labels_outside_the_classes_are_refused_not_miscounted(y_true, y_pred, classes) -> None:
     with pytest.raises(ValueError, match="(?i)label"):
         plots.confusion_matrix(y_true, y_pred, classes=classes)
+
+
+# --- metrics: the leaf the plots and models share ----------------------------------------------------
+
+
+def test_confusion_counts_refuses_labels_outside_the_classes() -> None:
+    assert metrics.confusion_counts([0, 1, 1], [0, 1, 0]).tolist() == [[1, 0], [1, 1]]
+    with pytest.raises(ValueError, match="class indices"):
+        metrics.confusion_counts([-1, 1], [1, 1])
+    with pytest.raises(ValueError, match="class indices"):
+        metrics.confusion_counts([0, 2], [0, 1], num_classes=2)
+
+
+def test_to_numpy_lives_in_metrics_and_the_plots_use_that_one() -> None:
+    from scratchlib.plots import core
+
+    assert core.to_numpy is metrics.to_numpy
+    x = torch.arange(6.0, requires_grad=True).reshape(2, 3)
+    np.testing.assert_array_equal(metrics.to_numpy(x * 2), [[0, 2, 4], [6, 8, 10]])
+    assert metrics.accuracy(torch.tensor([1, 0]), torch.tensor([[0.2, 0.8], [0.9, 0.1]])) == 1.0

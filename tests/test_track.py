@@ -1,20 +1,17 @@
-"""scratchlib.track, second pass: folder names, the facts files on disk, readers over many runs,
-atomicity under a failing write, run statuses, and every way wandb can fail or be asked for.
-
-Complements test_core_track.py (round trip, cut-off line, figures twice, wandb absent / init
-raising / log raising / real offline files / online without a key).
-"""
+"""scratchlib.track: run folders (unique when many start at once), the facts files on disk
+(whole lines only, appended, strict JSON), config updates, resuming a run, readers over many runs
+(malformed folders skipped with one warning), run statuses, and every way wandb can fail."""
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import errno
 import json
 import logging
 import os
 import re
 import sys
-import types
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -50,15 +47,7 @@ def test_run_folder_is_named_run_timestamp_model_experiment(runs_dir: Path) -> N
     assert {p.name for p in run.dir.iterdir()} == {"config.json", "facts", "figures", "checkpoints"}
 
 
-def test_two_runs_in_the_same_second_get_distinct_folders(monkeypatch) -> None:
-    class Frozen(dt.datetime):
-        @classmethod
-        def now(cls, tz=None):
-            return dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=tz)
-
-    monkeypatch.setattr(
-        run_mod, "_dt", types.SimpleNamespace(datetime=Frozen, timezone=dt.timezone)
-    )
+def test_two_runs_in_the_same_second_get_distinct_folders(frozen_clock: str) -> None:
     a = track.start("perceptron", experiment="same")
     b = track.start("perceptron", experiment="same")
     assert a.dir.name == "run_20300102-030405_perceptron_same"
@@ -171,20 +160,10 @@ def test_find_runs_accepts_the_experiment_name_the_run_was_started_with() -> Non
     assert track.find_runs(experiment="My Experiment") == [run.dir]
 
 
-def test_runs_started_within_one_second_are_read_in_the_order_they_started(monkeypatch) -> None:
+def test_runs_started_within_one_second_are_read_in_the_order_they_started(
+    frozen_clock: str,
+) -> None:
     """Smoke-mode runs take well under a second: a sweep's runs share one timestamp."""
-
-    class Frozen(dt.datetime):
-        @classmethod
-        def now(cls, tz=None):
-            return dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=tz)
-
-    monkeypatch.setattr(
-        run_mod, "_dt", types.SimpleNamespace(datetime=Frozen, timezone=dt.timezone)
-    )
-    monkeypatch.setattr(  # folder names share one second; event times still tick
-        run_mod, "_now", lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
-    )
     made = []
     for lr in ("lr-1.0", "lr-0.1", "lr-0.01"):
         run = track.start("perceptron", experiment=lr)
@@ -214,7 +193,7 @@ def test_a_cut_off_last_line_is_skipped_and_the_rest_is_read() -> None:
     assert track.load_runs(run.dir).epochs.tolist() == [1]
 
 
-def test_a_write_that_fails_keeps_the_old_file_and_leaves_no_temp_file(monkeypatch) -> None:
+def test_a_rewrite_that_fails_keeps_the_old_file_and_leaves_no_temp_file(monkeypatch) -> None:
     run = track.start("perceptron", experiment="atomic")
     run.log_epoch(1, loss=1.0)
     before = (run.facts_dir / "scalars.csv").read_bytes()
@@ -224,7 +203,7 @@ def test_a_write_that_fails_keeps_the_old_file_and_leaves_no_temp_file(monkeypat
 
     monkeypatch.setattr(track_io.os, "replace", crash)
     with pytest.raises(OSError, match="disk full"):
-        run.log_epoch(2, loss=0.5)
+        run.log_epoch(2, loss=0.5, accuracy=0.5)  # a new column: the file is rewritten
     monkeypatch.undo()
     assert (run.facts_dir / "scalars.csv").read_bytes() == before
     assert not [p for p in run.dir.rglob("*") if p.suffix == ".tmp" or p.name.startswith(".")]
@@ -277,75 +256,6 @@ def test_run_statuses_failed_superseded_and_active() -> None:
 
 
 # --- wandb: first class, never required --------------------------------------------------------
-
-
-class FakeWandb(types.ModuleType):
-    """A stand-in ``wandb`` module that records every call; ``fail`` names a call that raises."""
-
-    def __init__(self, fail: str | None = None) -> None:
-        super().__init__("wandb")
-        self.fail = fail
-        self.init_kwargs: dict | None = None
-        self.calls: list[tuple[str, object]] = []
-        fake = self
-
-        class Settings:
-            def __init__(self, **kw) -> None:
-                self.kw = kw
-
-        class Artifact:
-            def __init__(self, name: str, type: str) -> None:
-                self.name, self.type, self.files = name, type, []
-
-            def add_file(self, path: str) -> None:
-                self.files.append(path)
-
-            def add_dir(self, path: str) -> None:
-                self.files.append(path)
-
-        class Summary:
-            def update(self, d) -> None:
-                fake._record("summary", dict(d))
-
-        class WRun:
-            name = "wandb-run"
-            summary = Summary()
-
-            def log(self, d, step=None) -> None:
-                fake._record("log", (dict(d), step))
-
-            def log_artifact(self, art, aliases=None) -> None:
-                fake._record("artifact", (art.type, list(aliases or []), list(art.files)))
-
-            def finish(self) -> None:
-                fake._record("finish", None)
-
-        self.Settings, self.Artifact, self._WRun = Settings, Artifact, WRun
-        self.Image = lambda path: ("Image", path)
-
-    def _record(self, what: str, payload: object) -> None:
-        if self.fail == what:
-            raise RuntimeError(f"wandb {what} blew up")
-        self.calls.append((what, payload))
-
-    def init(self, **kw):
-        self.init_kwargs = kw
-        if self.fail == "init":
-            raise ConnectionError("wandb init: network unreachable")
-        return self._WRun()
-
-    def of(self, what: str) -> list:
-        return [p for w, p in self.calls if w == what]
-
-
-@pytest.fixture
-def fake_wandb(monkeypatch):
-    def install(fail: str | None = None) -> FakeWandb:
-        fake = FakeWandb(fail)
-        monkeypatch.setitem(sys.modules, "wandb", fake)
-        return fake
-
-    return install
 
 
 def _full_run(**kw) -> track.Run:
@@ -484,3 +394,378 @@ def test_a_bad_mode_raises_before_any_folder_is_made(runs_dir: Path) -> None:
         ):
             track.start("perceptron", experiment="bad", wandb=bad)
     assert not runs_dir.exists() or not any(runs_dir.iterdir())  # no stray 'interrupted' run
+
+
+def test_wandb_gets_the_config_sections_added_later(fake_wandb) -> None:
+    fake = fake_wandb()
+    run = track.start("perceptron", experiment="cfg", wandb="offline")
+    run.update_config(trainer={"lr": 0.1, "batch_size": 32})
+    assert fake.of("config") == [{"trainer": {"lr": 0.1, "batch_size": 32}}]
+
+
+def test_real_wandb_offline_mode_writes_its_files_inside_the_run() -> None:
+    import wandb  # noqa: F401 - the tracking group is part of `make test` (install-all): required here
+
+    run = track.start("perceptron", experiment="offline", wandb="offline")
+    assert run.wandb is not None
+    run.log_epoch(1, loss=0.5)
+    run.finish()
+    offline = list(run.dir.glob("wandb/offline-run-*"))
+    assert offline and any(offline[0].rglob("*.wandb"))
+
+
+def test_modes_resolve_from_flag_and_environment(monkeypatch) -> None:
+    from scratchlib.track import wandb_bridge
+
+    assert wandb_bridge.resolve_mode(False) is None and wandb_bridge.resolve_mode(None) is None
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert wandb_bridge.resolve_mode(True) == "offline"
+    assert wandb_bridge.resolve_mode("disabled") == "disabled"
+
+
+# --- a round trip through every reader -----------------------------------------------------------
+
+
+def test_facts_round_trip_across_runs(runs_dir: Path) -> None:
+    from scratchlib.models.perceptron import Perceptron
+
+    ids = []
+    for k in range(2):
+        run = track.start(
+            Perceptron,
+            experiment=f"exp{k}",
+            config={"lr": 1.0, "epochs": 3},
+            data=data.load("iris2"),
+        )
+        for e in (1, 2, 3):
+            run.log_epoch(e, loss=1.0 / e, accuracy=0.5 + 0.1 * e)
+        run.log_epoch(4, loss=0.2, accuracy=0.95, extra=7.0)  # a new column appears
+        run.train_end(epochs=4)
+        run.log_eval(accuracy=0.9 + k / 100)
+        run.finish()
+        ids.append(run.id)
+        assert run.dir.name.endswith(f"_perceptron_exp{k}") and run.dir.parent == runs_dir
+
+    events = track.load_events(runs_dir / ids[0])
+    assert [e["event"] for e in events] == [
+        "on_start",
+        *["on_epoch_end"] * 4,
+        "on_train_end",
+        "on_eval",
+        "on_finish",
+    ]
+    assert events[0]["model_info"]["year"] == 1958 and events[0]["data"]["data_source"] == "real"
+    runs = track.load_runs()
+    assert list(runs.run_id) == ids and runs.epochs.tolist() == [4, 4]
+    assert runs.test_accuracy.tolist() == pytest.approx([0.90, 0.91])
+    one = track.load_scalars().query("run_id == @ids[0]")
+    assert one.epoch.tolist() == [1, 2, 3, 4] and one.loss.tolist()[:2] == [1.0, 0.5]
+    assert one.extra.isna().tolist() == [True, True, True, False]
+    assert track.find_runs(experiment="exp1") == [runs_dir / ids[1]]
+
+
+# --- run folders: unique however many start at once -----------------------------------------------
+
+
+class Crowd:
+    """A model with no MODEL_INFO: starting its runs needs no model registry."""
+
+
+def _start_together(barrier) -> None:  # in a forked child, which inherits the frozen clock
+    barrier.wait(timeout=60)
+    track.start(Crowd(), experiment="crowd")
+
+
+def test_twenty_processes_started_together_get_twenty_folders(frozen_clock, runs_dir) -> None:
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(20)
+    procs = [ctx.Process(target=_start_together, args=(barrier,)) for _ in range(20)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0] * 20
+    folders = sorted(runs_dir.iterdir())
+    assert len(folders) == 20
+    assert all(f.name.startswith(f"run_{frozen_clock}_crowd_crowd") for f in folders)
+    for f in folders:  # each folder is one run's: one start, its own id everywhere
+        events = track.load_events(f)
+        assert [e["event"] for e in events] == ["on_start"]
+        assert events[0]["run_id"] == track.load_config(f)["run_id"] == f.name
+
+
+def test_a_runs_folder_that_is_a_file_is_refused_clearly(tmp_path, monkeypatch) -> None:
+    afile = tmp_path / "runs.txt"
+    afile.write_text("not a folder")
+    for read in (track.find_runs, track.load_runs, track.load_scalars):
+        with pytest.raises(NotADirectoryError, match="is a file, not a runs folder"):
+            read(afile)
+    monkeypatch.setenv("SCRATCHLIB_RUNS", str(afile))
+    with pytest.raises(NotADirectoryError, match="SCRATCHLIB_RUNS"):
+        track.start("perceptron")
+
+
+# --- events.jsonl: whole lines only, strict JSON ----------------------------------------------------
+
+
+def _strict(line: bytes) -> dict:
+    def refuse(name: str):
+        raise ValueError(f"not strict JSON: {name}")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_a_torn_last_event_line_is_cut_before_the_next_append() -> None:
+    run = track.start("perceptron", experiment="torn")
+    run.log_epoch(1, loss=1.0)
+    path = run.facts_dir / "events.jsonl"
+    with open(path, "ab") as f:
+        f.write(b'{"schema_version": 1, "event": "on_epo')  # the process died mid-append
+    run.log_epoch(2, loss=0.5)
+    lines = path.read_bytes().split(b"\n")
+    assert lines[-1] == b""  # ends in a newline
+    events = [_strict(line) for line in lines[:-1]]  # and every line is one whole event
+    assert [(e["event"], e.get("epoch")) for e in events] == [
+        ("on_start", None),
+        ("on_epoch_end", 1),
+        ("on_epoch_end", 2),
+    ]
+
+
+def test_an_append_that_fails_part_way_leaves_no_partial_line(monkeypatch) -> None:
+    run = track.start("perceptron", experiment="full-disk")
+    run.log_epoch(1, loss=1.0)
+    path = run.facts_dir / "events.jsonl"
+    before, ino = path.read_bytes(), path.stat().st_ino
+    real_write = os.write
+
+    def disk_fills(fd: int, data) -> int:  # half the line reaches the disk, then it is full
+        if os.fstat(fd).st_ino != ino:
+            return real_write(fd, data)
+        real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", disk_fills)
+    with pytest.raises(OSError, match="No space left"):
+        run.event("on_note", text="this one is lost, and says so")
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    run.log_epoch(2, loss=0.5)
+    events = [_strict(line) for line in path.read_bytes().splitlines()]
+    assert [e.get("epoch") for e in events] == [None, 1, 2]
+
+
+def test_nan_and_infinity_are_written_as_null() -> None:
+    run = track.start("perceptron", experiment="nan", config={"bad": float("nan")})
+    run.log_epoch(1, loss=float("nan"), grad=float("inf"), low=np.float32("-inf"))
+    run.log_eval(accuracy=torch.tensor(float("nan")))
+    run.finish(best=float("inf"))
+    events = [_strict(line) for line in (run.facts_dir / "events.jsonl").read_bytes().splitlines()]
+    epoch = next(e for e in events if e["event"] == "on_epoch_end")
+    assert epoch["loss"] is None and epoch["grad"] is None and epoch["low"] is None
+    assert events[-1]["summary"] == {"test_accuracy": None, "best": None}
+    assert _strict((run.dir / "config.json").read_bytes())["config"] == {"bad": None}
+
+
+# --- scalars.csv and steps.csv: appended, never rewritten while the columns stay ------------------
+
+
+def test_scalars_csv_is_appended_and_rewritten_only_when_a_column_appears() -> None:
+    run = track.start("perceptron", experiment="append")
+    path = run.facts_dir / "scalars.csv"
+    run.log_epoch(1, train_loss=1.0)
+    first = path.stat().st_ino
+    run.log_epoch(2, train_loss=0.5)
+    assert path.stat().st_ino == first  # the same file, one row longer: appended
+    run.log_epoch(3, train_loss=0.25, val_loss=0.5)  # the first validation brings new columns
+    rewritten = path.stat().st_ino
+    assert rewritten != first  # rewritten once (atomically: a new file renamed over the old)
+    run.log_epoch(4, train_loss=0.2, val_loss=0.4)
+    assert path.stat().st_ino == rewritten
+    assert path.read_text().splitlines() == [
+        "epoch,train_loss,val_loss",
+        "1,1.0,",
+        "2,0.5,",
+        "3,0.25,0.5",
+        "4,0.2,0.4",
+    ]
+    run.finish()
+    assert not [p for p in run.dir.rglob("*") if p.name.startswith(".") or p.suffix == ".tmp"]
+
+
+def test_a_torn_csv_row_is_cut_before_the_next_row_and_skipped_by_readers() -> None:
+    run = track.start("perceptron", experiment="torn-csv")
+    run.log_epoch(1, loss=1.0)
+    path = run.facts_dir / "scalars.csv"
+    with open(path, "ab") as f:
+        f.write(b"2,0.4")  # the process died mid-row (the whole row was 2,0.45)
+    assert track.load_scalars(run.dir).epoch.tolist() == [1]
+    resumed = track.resume(run.dir)  # a new process carries on
+    resumed.log_epoch(2, loss=0.45)
+    assert path.read_text().splitlines() == ["epoch,loss", "1,1.0", "2,0.45"]
+
+
+def test_steps_are_appended_to_their_own_facts_file() -> None:
+    run = track.start("perceptron", experiment="steps")
+    path = run.facts_dir / "steps.csv"
+    run.log_steps([{"step": 1, "loss": 2.0}, {"step": 2, "loss": torch.tensor(1.5)}])
+    first = path.stat().st_ino
+    run.log_steps([{"step": 3, "loss": np.float32(1.25)}])
+    run.log_steps([])  # nothing to write: nothing changes
+    assert path.stat().st_ino == first
+    run.log_steps([{"step": 4, "loss": 1.0, "lr": 0.1}])  # a new column: rewritten once
+    assert path.read_text().splitlines() == [
+        "step,loss,lr",
+        "1,2.0,",
+        "2,1.5,",
+        "3,1.25,",
+        "4,1.0,0.1",
+    ]
+    steps = track.load_steps()
+    assert steps.step.tolist() == [1, 2, 3, 4] and set(steps.run_id) == {run.id}
+    assert run.steps.loss.tolist() == [2.0, 1.5, 1.25, 1.0]
+    assert track.load_scalars(run.dir).empty  # steps never land among the epochs
+    with pytest.raises(ValueError, match="'step' key"):
+        run.log_steps([{"loss": 1.0}])
+
+
+# --- config.json: sections added after the start ----------------------------------------------------
+
+
+def test_update_config_merges_sections_and_readers_show_them() -> None:
+    run = track.start("perceptron", experiment="cfg", config={"lr": 0.1, "epochs": 3})
+    run.update_config(trainer={"lr": 0.1, "batch_size": 32}, config={"epochs": 5})
+    run.update_config(trainer={"grad_clip": 1.0})
+    cfg = track.load_config(run.dir)
+    assert cfg["trainer"] == {"lr": 0.1, "batch_size": 32, "grad_clip": 1.0}
+    assert cfg["config"] == {"lr": 0.1, "epochs": 5} == run.config
+    assert cfg["run_id"] == run.id and cfg["model_info"]["year"] == 1958  # the rest is kept
+    with pytest.raises(ValueError, match="identify the run"):
+        run.update_config(run_id="another")
+    row = track.load_runs(run.dir).iloc[0]
+    assert row["trainer.batch_size"] == 32 and row["config.epochs"] == 5
+    assert not [p for p in run.dir.rglob("*") if p.suffix == ".tmp"]
+
+
+def test_a_model_instance_records_its_hyper_parameters() -> None:
+    from scratchlib.models.perceptron import Perceptron
+
+    run = track.start(Perceptron(3, lr=0.25), experiment="hp")
+    assert track.load_config(run.dir)["hparams"] == {"n_features": 3, "lr": 0.25, "seed": 0}
+
+
+# --- resume: the same folder carries on ------------------------------------------------------------
+
+
+def test_resume_reopens_the_run_cleans_temporaries_and_becomes_active() -> None:
+    run = track.start("perceptron", experiment="again", config={"epochs": 2})
+    run.log_epoch(1, loss=1.0)
+    ckpt = run.checkpoints_dir / "last.pt"
+    ckpt.write_bytes(b"weights")
+    stale = [run.facts_dir / ".scalars.csv.k2j3.tmp", run.checkpoints_dir / ".last.pt.x9.tmp"]
+    for p in stale:
+        p.write_bytes(b"half a file")  # a write the crash interrupted
+    run_mod.set_active(None)  # ... the process died here; a new one starts
+    other = track.start("perceptron", experiment="other")
+
+    again = track.resume(ckpt)
+    assert (again.dir, again.id, again.status) == (run.dir, run.id, "running")
+    assert track.active() is again and other.status == "superseded"
+    assert not any(p.exists() for p in stale) and ckpt.read_bytes() == b"weights"
+    last = track.load_events(run.dir)[-1]
+    assert last["event"] == "on_resume" and last["checkpoint"] == "checkpoints/last.pt"
+    assert sorted(last["removed_temporaries"]) == [
+        "checkpoints/.last.pt.x9.tmp",
+        "facts/.scalars.csv.k2j3.tmp",
+    ]
+    assert track.load_runs(run.dir).status.tolist() == ["interrupted"]  # running, not done
+
+    again.log_epoch(2, loss=0.5)
+    again.finish()
+    runs = track.load_runs(run.dir)
+    assert runs.status.tolist() == ["finished"] and runs.epochs.tolist() == [2]
+    assert track.load_scalars(run.dir).epoch.tolist() == [1, 2]
+    assert track.resume(run.dir).id == run.id  # the folder itself works too
+
+
+def test_a_failed_run_that_is_resumed_is_no_longer_read_as_failed() -> None:
+    run = track.start("perceptron", experiment="retry")
+    run.finish("failed", error="the loss became NaN")
+    again = track.resume(run.dir)
+    assert track.load_runs(run.dir).status.tolist() == ["interrupted"]
+    again.finish()
+    assert track.load_runs(run.dir).status.tolist() == ["finished"]
+
+
+def test_resume_of_something_that_is_not_a_run_names_the_fix(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="nothing to resume.*run folder"):
+        track.resume(tmp_path / "missing")
+    stray = tmp_path / "last.pt"
+    stray.write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="not inside a run folder"):
+        track.resume(stray)
+    run = track.start("perceptron", experiment="broken")
+    (run.dir / "config.json").write_bytes(b'{"run_id": "run_')
+    with pytest.raises(track.MalformedRunError, match="config.json"):
+        track.resume(run.dir)
+
+
+# --- readers skip a malformed run folder, with one warning naming it ------------------------------
+
+
+def _damaged_runs() -> dict[str, Path]:
+    made = {}
+    for name in ("good", "truncated", "latin1", "garbled"):
+        run = track.start("perceptron", experiment=name)
+        run.log_epoch(1, loss=1.0)
+        run.log_epoch(2, loss=0.5)
+        run.finish()
+        made[name] = run.dir
+    cfg = made["truncated"] / "config.json"
+    cfg.write_bytes(cfg.read_bytes()[:40])  # the disk filled while it was written (no atomic write)
+    cfg = made["latin1"] / "config.json"
+    cfg.write_bytes(cfg.read_bytes().replace(b'"latin1"', b'"latin1 \xe9"'))
+    events = made["garbled"] / "facts" / "events.jsonl"
+    lines = events.read_bytes().split(b"\n")
+    lines[1] = lines[1][:20] + b"\xff\xfe" + lines[1][60:]  # a damaged line in the middle
+    events.write_bytes(b"\n".join(lines))
+    return made
+
+
+def _warned(record) -> list[str]:
+    return [str(w.message) for w in record if issubclass(w.category, track.MalformedRunWarning)]
+
+
+def test_readers_skip_each_malformed_run_folder_with_one_warning_naming_it() -> None:
+    made = _damaged_runs()
+    with pytest.warns(track.MalformedRunWarning) as record:
+        runs = track.load_runs()
+    assert runs.experiment.tolist() == ["good"]
+    messages = _warned(record)
+    assert len(messages) == 3
+    for name in ("truncated", "latin1", "garbled"):
+        assert sum(made[name].name in m for m in messages) == 1
+
+    with pytest.warns(track.MalformedRunWarning) as record:
+        scalars = track.load_scalars()
+    assert sorted(set(scalars.experiment)) == ["garbled", "good"]  # its scalars are whole
+    assert len(_warned(record)) == 2
+
+    with pytest.warns(track.MalformedRunWarning):
+        assert made["truncated"] not in track.find_runs()
+    with pytest.raises(track.MalformedRunError, match="line 2"):
+        track.load_events(made["garbled"])  # one run asked for by name: the error says where
+
+
+def test_a_scalars_file_that_is_not_utf8_is_skipped_with_a_warning() -> None:
+    good = track.start("perceptron", experiment="good")
+    good.log_epoch(1, loss=1.0)
+    bad = track.start("perceptron", experiment="bad")
+    bad.log_epoch(1, loss=1.0)
+    with open(bad.facts_dir / "scalars.csv", "ab") as f:
+        f.write(b"2,\xff\xfe\n")
+    with pytest.warns(track.MalformedRunWarning, match=bad.dir.name):
+        scalars = track.load_scalars()
+    assert scalars.experiment.tolist() == ["good"]

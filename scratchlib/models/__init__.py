@@ -6,54 +6,88 @@ curriculum map. ``models.get(name)`` and ``models.names()`` give every registere
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import functools
+import inspect
 from typing import Any
 
-__all__ = ["ModelInfo", "register", "get", "names", "info", "REGISTRY"]
+from scratchlib.info import ModelInfo
 
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What a learner (and the tracking) should know about a model, written once."""
-
-    name: str
-    paper: str
-    authors: str
-    year: int
-    module: str  # e.g. "01-Foundations"
-    category: str  # e.g. "linear classifier", "cnn", "rnn", "generative"
-    key_innovations: tuple[str, ...] = ()
-    limitations: tuple[str, ...] = ()
-    paper_result: str = ""  # the headline number the notebook measures against
-    url: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["key_innovations"] = list(self.key_innovations)
-        d["limitations"] = list(self.limitations)
-        return d
-
-    def markdown(self) -> str:
-        """A short header for notebooks: paper, authors, year, ideas, limits."""
-        lines = [f"**{self.name}** — {self.authors} ({self.year}), *{self.paper}*"]
-        if self.paper_result:
-            lines.append(f"- Paper's result: {self.paper_result}")
-        lines += [f"- Key idea: {k}" for k in self.key_innovations]
-        lines += [f"- Cannot: {k}" for k in self.limitations]
-        return "\n".join(lines)
+__all__ = ["ModelInfo", "register", "get", "names", "info", "hparams_of", "REGISTRY"]
 
 
 REGISTRY: dict[str, type] = {}
+_BUILDING: set[int] = set()  # ids of instances whose registered constructor is running
 
 
 def register(cls: type) -> type:
-    """Class decorator: add a model (which must define ``MODEL_INFO``) to the registry."""
+    """Class decorator: add a model (which must define ``MODEL_INFO``) to the registry.
+
+    Every instance also gets ``self.hparams``: its constructor arguments as a JSON-able dict
+    (defaults applied; functions, classes and modules by name), which resume compares."""
     info_ = getattr(cls, "MODEL_INFO", None)
     if not isinstance(info_, ModelInfo):
         raise TypeError(f"{cls.__name__} needs a MODEL_INFO = ModelInfo(...) class attribute")
+    init = cls.__init__
+    if not getattr(init, "_records_hparams", False):  # an inherited, already wrapped one records
+        cls.__init__ = _recording_hparams(init)
     REGISTRY[cls.__name__.lower()] = cls
     return cls
+
+
+def _recording_hparams(init: Any) -> Any:
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        outermost = id(self) not in _BUILDING  # a registered subclass's constructor records
+        _BUILDING.add(id(self))
+        try:
+            init(self, *args, **kwargs)
+        finally:
+            if outermost:
+                _BUILDING.discard(id(self))
+        if not outermost or "hparams" in vars(self):  # a model may set its own hparams
+            return
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        self.hparams = hparams_of(bound.arguments, skip_first=True, signature=signature)
+
+    __init__._records_hparams = True  # type: ignore[attr-defined]
+    return __init__
+
+
+def hparams_of(
+    arguments: dict[str, Any], skip_first: bool = False, signature: inspect.Signature | None = None
+) -> dict[str, Any]:
+    """Bound constructor arguments as a JSON-able dict (``*args`` as a list, ``**kwargs`` merged)."""
+    kinds = {n: p.kind for n, p in signature.parameters.items()} if signature else {}
+    out: dict[str, Any] = {}
+    for i, (name, value) in enumerate(arguments.items()):
+        if skip_first and i == 0:
+            continue  # self
+        if kinds.get(name) == inspect.Parameter.VAR_KEYWORD:
+            out.update({k: _plain_hparam(v) for k, v in value.items()})
+        else:
+            out[name] = _plain_hparam(value)
+    return out
+
+
+def _plain_hparam(v: Any) -> Any:
+    """A value JSON can hold and ``==`` can compare: numbers, strings, lists, dicts, names."""
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, (list, tuple)):
+        return [_plain_hparam(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _plain_hparam(x) for k, x in v.items()}
+    if hasattr(v, "item") and getattr(v, "ndim", None) == 0:
+        return v.item()  # a NumPy or torch scalar
+    if hasattr(v, "shape"):
+        return f"{type(v).__name__}{tuple(v.shape)}"  # an array: its kind and shape, not its values
+    if isinstance(v, type) or callable(v):  # classes, functions, modules (an nn.Module is callable)
+        name = getattr(v, "__qualname__", None) or type(v).__qualname__
+        return f"{getattr(v, '__module__', type(v).__module__)}.{name}"
+    return repr(v)
 
 
 def _load_all() -> None:

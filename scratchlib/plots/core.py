@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from scratchlib import track
+from scratchlib.metrics import to_numpy
 
 __all__ = ["finish", "in_notebook", "to_numpy"]
 
@@ -38,12 +39,3 @@ def finish(fig: Any, name: str, run: track.Run | None = None, show: bool = True)
         display(Image(buf.getvalue()))
     plt.close(fig)
     return fig
-
-
-def to_numpy(a: Any):
-    """A NumPy array from a NumPy array, a list or a (possibly GPU) torch tensor."""
-    import numpy as np
-
-    if hasattr(a, "detach"):
-        a = a.detach().float().cpu().numpy()
-    return np.asarray(a)

@@ -98,6 +98,12 @@ class WandbBridge:
         if self.active:
             self._guard("summary", lambda: self._run.summary.update(metrics))
 
+    def config(self, sections: dict[str, Any]) -> None:
+        """Add config sections recorded after the start (e.g. the Trainer's hyper-parameters)."""
+        target = getattr(self._run, "config", None) if self.active else None
+        if target is not None:
+            self._guard("config", lambda: target.update(sections, allow_val_change=True))
+
     def image(self, name: str, path: Path) -> None:
         if self.active:
             self._guard(
