@@ -1,10 +1,20 @@
-"""Module 2 architectures: parameter counts against torchvision and the papers, shapes, and
-models built from our scratch blocks equal the same models built from torch's."""
+"""Module 2 architectures against their references.
+
+* AlexNet, VGG, GoogLeNet and ResNet-18/50: our weights copied into torchvision's model give the
+  same outputs, in eval mode and in train mode (batch statistics, the running averages they update,
+  dropout masks drawn from the same seed).
+* The CIFAR ResNets, which torchvision lacks: a block and a whole network against a forward pass
+  written out by hand from the paper (option-A shortcut, ReLU after the addition, no shortcut when
+  plain), and the paper's stage layout.
+* Parameter counts against the papers; models built from our scratch blocks equal the same models
+  built from torch's.
+"""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 
 from scratchlib import models
@@ -12,34 +22,220 @@ from scratchlib import nn as snn
 from scratchlib.models.alexnet import AlexNet, AlexNetCIFAR
 from scratchlib.models.googlenet import GoogLeNet
 from scratchlib.models.lenet import LeNet5
-from scratchlib.models.resnet import CifarResNet, resnet18, resnet50
+from scratchlib.models.resnet import CifarBlock, CifarResNet, resnet18, resnet50
 from scratchlib.models.vgg import VGG
+
+tv = torchvision.models
 
 
 def count(m: torch.nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 
 
-@pytest.mark.parametrize(
-    ("ours", "theirs"),
-    [
-        (lambda: AlexNet(layout="torchvision"), lambda: torchvision.models.alexnet()),
-        (lambda: VGG("D"), lambda: torchvision.models.vgg16()),
-        (lambda: VGG("A"), lambda: torchvision.models.vgg11()),
-        (lambda: VGG("E"), lambda: torchvision.models.vgg19()),
-        (
-            lambda: GoogLeNet(aux=False, batch_norm=True, branch5_kernel=3),
-            lambda: torchvision.models.googlenet(
-                weights=None, aux_logits=False, init_weights=False
-            ),
+def randomise_batch_norms(model: torch.nn.Module, seed: int = 0) -> None:
+    """Give every batch norm its own scale, shift and running statistics (fresh ones are 1, 0, 0, 1:
+    in eval mode they would be nearly the identity and hide a misplaced or missing one)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5, generator=g)
+                m.bias.normal_(0.0, 0.2, generator=g)
+                m.running_mean.normal_(0.0, 0.2, generator=g)
+                m.running_var.uniform_(0.5, 2.0, generator=g)
+
+
+def torchvision_copy(ours: torch.nn.Module, build_theirs) -> torch.nn.Module:
+    """torchvision's model holding a copy of every tensor of ours (weights, biases, batch-norm
+    statistics). Both list their tensors in the same order, so they are matched by position; the
+    names differ (``layers.3.conv1`` vs ``layer2.1.conv1``) but each pair must agree in kind
+    (weight, bias, running_mean, ...) and shape. Built on the meta device: no time is spent on a
+    random initialisation that is overwritten anyway, and nothing is downloaded."""
+    with torch.device("meta"):
+        theirs = build_theirs()
+    src, dst = ours.state_dict(), theirs.state_dict()
+    assert len(src) == len(dst), f"{len(src)} tensors in ours, {len(dst)} in torchvision's"
+    for (k_ours, v_ours), (k_tv, v_tv) in zip(src.items(), dst.items(), strict=True):
+        assert k_ours.rsplit(".", 1)[1] == k_tv.rsplit(".", 1)[1], f"{k_ours} vs {k_tv}"
+        assert v_ours.shape == v_tv.shape, (
+            f"{k_ours} {tuple(v_ours.shape)} vs {k_tv} {tuple(v_tv.shape)}"
+        )
+    theirs.load_state_dict(
+        {k: v.clone() for k, v in zip(dst, src.values(), strict=True)}, assign=True
+    )
+    return theirs
+
+
+# (ours, torchvision's, image size): the smallest sizes every stage accepts, to stay fast.
+# GoogLeNet: torchvision's `transform_input` re-normalises the input for Google's ported weights
+# (off unless pretrained weights are asked for; off here, our model takes the input as it is), its
+# aux heads are on as in ours, and its dropout is set to the paper's 40 % (torchvision: 20 %).
+REFERENCES = {
+    "alexnet": (lambda: AlexNet(10, layout="torchvision"), lambda: tv.alexnet(num_classes=10), 64),
+    "vgg11": (lambda: VGG("A", 10), lambda: tv.vgg11(num_classes=10), 32),
+    "vgg11_bn": (lambda: VGG("A", 10, batch_norm=True), lambda: tv.vgg11_bn(num_classes=10), 32),
+    "vgg16": (lambda: VGG("D", 10), lambda: tv.vgg16(num_classes=10), 32),
+    "vgg16_bn": (lambda: VGG("D", 10, batch_norm=True), lambda: tv.vgg16_bn(num_classes=10), 32),
+    "vgg19": (lambda: VGG("E", 10), lambda: tv.vgg19(num_classes=10), 32),
+    "vgg19_bn": (lambda: VGG("E", 10, batch_norm=True), lambda: tv.vgg19_bn(num_classes=10), 32),
+    "googlenet": (
+        lambda: GoogLeNet(10, aux=True, batch_norm=True, branch5_kernel=3),
+        lambda: tv.googlenet(
+            num_classes=10, aux_logits=True, transform_input=False, init_weights=False, dropout=0.4
         ),
-        (lambda: resnet18(), lambda: torchvision.models.resnet18()),
-        (lambda: resnet50(), lambda: torchvision.models.resnet50()),
-    ],
-    ids=["alexnet", "vgg16", "vgg11", "vgg19", "googlenet", "resnet18", "resnet50"],
+        64,
+    ),
+    "resnet18": (lambda: resnet18(num_classes=10), lambda: tv.resnet18(num_classes=10), 64),
+    "resnet50": (lambda: resnet50(num_classes=10), lambda: tv.resnet50(num_classes=10), 64),
+}
+
+
+def as_tuple(out) -> tuple[torch.Tensor, ...]:
+    """(logits, aux1, aux2) in training mode for GoogLeNet, (logits,) otherwise. torchvision's
+    GoogLeNetOutputs lists the aux heads the other way round: (logits, aux_logits2, aux_logits1)."""
+    if isinstance(out, tv.GoogLeNetOutputs):
+        return out.logits, out.aux_logits1, out.aux_logits2
+    return out if isinstance(out, tuple) else (out,)
+
+
+@pytest.mark.parametrize("name", REFERENCES)
+def test_same_weights_give_torchvisions_outputs_in_eval_and_train_mode(name: str) -> None:
+    build_ours, build_theirs, size = REFERENCES[name]
+    torch.manual_seed(0)
+    ours = build_ours().double()  # float64: any difference is the architecture's, not rounding
+    randomise_batch_norms(ours)
+    theirs = torchvision_copy(ours, build_theirs)
+    x = torch.randn(2, 3, size, size, dtype=torch.float64)
+
+    with torch.no_grad():
+        got, want = ours.eval()(x), theirs.eval()(x)
+    assert got.shape == want.shape == (2, 10)
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12, msg=lambda m: f"eval mode: {m}")
+
+    # train mode: batch statistics, dropout masks from the same seed, running averages updated
+    ours.train(), theirs.train()
+    with torch.no_grad():
+        torch.manual_seed(1)
+        got = as_tuple(ours(x))
+        torch.manual_seed(1)
+        want = as_tuple(theirs(x))
+    assert len(got) == len(want) == (3 if name == "googlenet" else 1)
+    for i, (a, b) in enumerate(zip(got, want, strict=True)):
+        torch.testing.assert_close(
+            a, b, rtol=1e-9, atol=1e-12, msg=lambda m, i=i: f"train mode, output {i}: {m}"
+        )
+    for (k, a), b in zip(ours.named_buffers(), theirs.buffers(), strict=True):
+        torch.testing.assert_close(
+            a, b, rtol=1e-9, atol=1e-12, msg=lambda m, k=k: f"{k} after a training forward: {m}"
+        )
+
+
+def batch_norm_by_hand(x: torch.Tensor, bn: torch.nn.BatchNorm2d, training: bool) -> torch.Tensor:
+    """(x - mean) / sqrt(var + eps) * gamma + beta, with the batch's statistics when training."""
+    if training:
+        mean, var = x.mean((0, 2, 3)), x.var((0, 2, 3), unbiased=False)
+    else:
+        mean, var = bn.running_mean, bn.running_var
+    shape = (1, -1, 1, 1)
+    x_hat = (x - mean.view(shape)) / torch.sqrt(var.view(shape) + bn.eps)
+    return x_hat * bn.weight.view(shape) + bn.bias.view(shape)
+
+
+def cifar_block_by_hand(block, x, c_out: int, stride: int, plain: bool, training: bool):
+    """The paper's block, y = relu(F(x) + shortcut(x)) with F = BN(conv(relu(BN(conv x)))), and
+    option A: the shortcut takes every stride-th pixel and pads the new channels with zeros (half
+    before, half after). A plain block has no shortcut: y = relu(F(x))."""
+    h = F.relu(
+        batch_norm_by_hand(
+            F.conv2d(x, block.conv1.weight, stride=stride, padding=1), block.bn1, training
+        )
+    )
+    f = batch_norm_by_hand(F.conv2d(h, block.conv2.weight, padding=1), block.bn2, training)
+    if plain:
+        return F.relu(f)
+    s = x[:, :, ::stride, ::stride]
+    pad = c_out - x.shape[1]
+    zeros = lambda c: s.new_zeros(s.shape[0], c, *s.shape[2:])  # noqa: E731
+    return F.relu(f + torch.cat([zeros(pad // 2), s, zeros(pad - pad // 2)], 1))
+
+
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+@pytest.mark.parametrize(
+    ("c_in", "c_out", "stride", "plain"),
+    [(16, 16, 1, False), (16, 32, 2, False), (16, 16, 1, True), (32, 64, 2, True)],
+    ids=["identity", "downsample", "plain", "plain-downsample"],
 )
-def test_parameter_counts_equal_torchvision(ours, theirs) -> None:
-    assert count(ours()) == count(theirs())
+def test_cifar_block_equals_the_papers_block_written_by_hand(
+    c_in, c_out, stride, plain, training
+) -> None:
+    torch.manual_seed(0)
+    block = CifarBlock(c_in, c_out, stride, plain, torch.nn.Conv2d).double()
+    randomise_batch_norms(block)
+    block.train(training)
+    x = torch.randn(4, c_in, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        want = cifar_block_by_hand(block, x, c_out, stride, plain, training)
+        got = block(x)
+    assert got.shape == (4, c_out, 8 // stride, 8 // stride)
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+
+
+def test_option_a_shortcut_subsamples_and_zero_pads_new_channels() -> None:
+    block = CifarBlock(16, 32, 2, False, torch.nn.Conv2d)
+    x = torch.randn(2, 16, 8, 8)
+    s = block.shortcut(x)
+    assert s.shape == (2, 32, 4, 4)
+    assert torch.equal(s[:, 8:24], x[:, :, ::2, ::2])  # identity on the old channels
+    assert not s[:, :8].any() and not s[:, 24:].any()  # zeros on the new ones: no parameters
+    assert torch.equal(CifarBlock(16, 16, 1, False, torch.nn.Conv2d).shortcut(x), x)
+
+
+def test_plain_block_has_no_shortcut() -> None:
+    """With F(x) = 0 (the last batch norm's scale and shift zeroed) a residual block passes
+    relu(x) through and a plain block gives zeros."""
+    x = torch.randn(2, 16, 8, 8)
+    for plain in (False, True):
+        block = CifarBlock(16, 16, 1, plain, torch.nn.Conv2d).eval()
+        with torch.no_grad():
+            block.bn2.weight.zero_(), block.bn2.bias.zero_()
+            y = block(x)
+        want = torch.zeros_like(x) if plain else F.relu(x)
+        torch.testing.assert_close(
+            y, want, rtol=0, atol=0, msg=lambda m, p=plain: f"plain={p}: {m}"
+        )
+
+
+@pytest.mark.parametrize("depth", [20, 56])
+def test_cifar_resnet_has_the_papers_stages(depth: int) -> None:
+    """Section 4.2: a 3x3 conv, then 3 stages of n = (depth - 2) / 6 blocks with 16, 32, 64 filters
+    on 32, 16, 8 pixel maps (the first block of stages 2 and 3 has stride 2), pooling and one FC."""
+    n = (depth - 2) // 6
+    m = CifarResNet(depth)
+    want = (
+        [(16, 16, 1)] * n
+        + [(16, 32, 2)]
+        + [(32, 32, 1)] * (n - 1)
+        + [(32, 64, 2)]
+        + [(64, 64, 1)] * (n - 1)
+    )
+    got = [(b.conv1.in_channels, b.conv2.out_channels, b.conv1.stride[0]) for b in m.blocks]
+    assert got == want
+    weighted = [mod for mod in m.modules() if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert len(weighted) == depth  # the "depth" counts the conv and fc layers: 6n + 2
+
+
+@pytest.mark.parametrize("plain", [False, True], ids=["residual", "plain"])
+def test_cifar_resnet_forward_equals_the_network_written_by_hand(plain: bool) -> None:
+    torch.manual_seed(0)
+    m = CifarResNet(20, plain=plain).double().eval()
+    randomise_batch_norms(m)
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        h = F.relu(batch_norm_by_hand(F.conv2d(x, m.conv1.weight, padding=1), m.bn1, False))
+        for b in m.blocks:
+            h = cifar_block_by_hand(b, h, b.conv2.out_channels, b.conv1.stride[0], plain, False)
+        want = F.linear(h.mean((2, 3)), m.fc.weight, m.fc.bias)
+        torch.testing.assert_close(m(x), want, rtol=1e-9, atol=1e-12)
 
 
 def test_parameter_counts_match_the_papers() -> None:
