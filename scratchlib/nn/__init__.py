@@ -1,9 +1,51 @@
 """From-scratch building blocks, each proven equal to its torch counterpart in tests/test_nn_blocks.py."""
 
+from .attention import (
+    AdditiveAttention,
+    LearnedPositionalEmbedding,
+    MultiHeadAttention,
+    SinusoidalPositionalEncoding,
+    causal_mask,
+    scaled_dot_product_attention,
+    sinusoidal_positions,
+)
+from .boxes import (  # detection (Module 3): tests/test_boxes.py
+    anchor_grid,
+    batched_nms,
+    box_area,
+    box_convert,
+    box_iou,
+    clip_boxes,
+    decode_boxes,
+    encode_boxes,
+    match_boxes,
+    nms,
+    remove_small_boxes,
+    sample_balanced,
+)
 from .conv import Conv2d, conv2d, conv_output_size
 from .dropout import Dropout, dropout
 from .norm import BatchNorm2d, LocalResponseNorm, batch_norm, local_response_norm
+from .normalize import Normalize, Normalized
 from .pooling import AvgPool2d, MaxPool2d, avg_pool2d, max_pool2d
+from .rnn import (
+    GRU,
+    LSTM,
+    RNN,
+    GRUCell,
+    LSTMCell,
+    RNNCell,
+    gru_cell,
+    init_forget_bias,
+    input_gradient_norms,
+    lstm_cell,
+    make_recurrent,
+    rnn_cell,
+    run_recurrent,
+    swap_fused,
+)
+from .roi import RoIAlign, RoIPool, roi_align, roi_pool, to_rois
+from .selective_search import proposal_recall, selective_search
 
 __all__ = [
     "conv2d",
@@ -19,4 +61,48 @@ __all__ = [
     "LocalResponseNorm",
     "dropout",
     "Dropout",
+    "Normalize",
+    "Normalized",
+    # sequence models (Module 4): tests/test_sequence_nn.py
+    "rnn_cell",
+    "lstm_cell",
+    "gru_cell",
+    "RNNCell",
+    "LSTMCell",
+    "GRUCell",
+    "RNN",
+    "LSTM",
+    "GRU",
+    "make_recurrent",
+    "swap_fused",
+    "init_forget_bias",
+    "run_recurrent",
+    "input_gradient_norms",
+    "scaled_dot_product_attention",
+    "causal_mask",
+    "AdditiveAttention",
+    "MultiHeadAttention",
+    "sinusoidal_positions",
+    "SinusoidalPositionalEncoding",
+    "LearnedPositionalEmbedding",
+    # detection (Module 3): tests/test_boxes.py
+    "box_area",
+    "box_iou",
+    "box_convert",
+    "clip_boxes",
+    "remove_small_boxes",
+    "nms",
+    "batched_nms",
+    "encode_boxes",
+    "decode_boxes",
+    "anchor_grid",
+    "match_boxes",
+    "sample_balanced",
+    "roi_pool",
+    "roi_align",
+    "to_rois",
+    "RoIPool",
+    "RoIAlign",
+    "selective_search",
+    "proposal_recall",
 ]

@@ -10,7 +10,7 @@ from .core import finish
 __all__ = ["learning_curves", "decision_boundary", "confusion_matrix", "image_grid", "finish"]
 
 # Plot families in their own files (added by later modules) are exported here when present.
-for _mod in ("diagnostics", "vision", "sequence", "generative", "graphs"):
+for _mod in ("diagnostics", "vision", "detection", "sequence", "generative", "graphs"):
     try:
         _m = importlib.import_module(f"{__name__}.{_mod}")
     except ModuleNotFoundError as _exc:
