@@ -256,7 +256,7 @@ def test_dockerignore_keeps_data_outputs_caches_envs_and_secrets_out_but_not_the
     # fnmatch's `*` also crosses "/", so it matches more than Docker does: a path it keeps, Docker
     # keeps too. Every file the image needs must survive (scratchlib/data is code, not ./data).
     tracked = _run("git", "ls-files", "pyproject.toml", "poetry.lock", "poetry.toml", "Makefile")
-    listed = _run("git", "ls-files", "scratchlib", "tools", "mk", "*.ipynb")
+    listed = _run("git", "ls-files", "scratchlib", "tools", "mk", "docker", "*.ipynb")
     assert tracked.returncode == listed.returncode == 0, tracked.stderr + listed.stderr
     needed = (tracked.stdout + listed.stdout).split()
     assert "poetry.lock" in needed and any(p.startswith("scratchlib/data/") for p in needed)
