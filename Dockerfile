@@ -1,12 +1,14 @@
 # syntax=docker/dockerfile:1
 # AI From Scratch to Scale — GPU runtime (docs/containers.md). Stages:
-#   base       CUDA 13.0 runtime + cuDNN (the CUDA of the lock's torch 2.14 cu130 build), Python,
-#              pinned Poetry with the simple-index plugin, an empty venv in /opt/venv
+#   base       CUDA 13.0 `base` image (the CUDA of the lock's torch 2.14 cu130 build; torch's wheels
+#              bring the CUDA libraries and cuDNN themselves), Python, pinned Poetry with the
+#              simple-index plugin, an empty venv in /opt/venv
 #   deps-prod  only pyproject.toml + poetry.lock, then every group except dev  } code edits never
 #   deps-dev   only pyproject.toml + poetry.lock, then every group             } reinstall these
-#   dev        the source (editable), JupyterLab on :8888 with a token, non-root `learner`
+#   dev        the source (editable), JupyterLab on :8888 with a token, run as the checkout's owner
+#              (the non-root `learner`, or root for a root-owned checkout: docker/workspace-entrypoint)
 #   prod       the source, non-root `runner`: headless notebooks (papermill) and the `scratch` CLI
-ARG CUDA_IMAGE=nvidia/cuda:13.0.3-cudnn-runtime-ubuntu24.04
+ARG CUDA_IMAGE=nvidia/cuda:13.0.3-base-ubuntu24.04
 
 FROM ${CUDA_IMAGE} AS base
 ARG POETRY_VERSION=2.5.1
@@ -27,10 +29,11 @@ ENV DEBIAN_FRONTEND=noninteractive \
     PATH=/opt/venv/bin:$PATH
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # Every locked package ships a wheel for this Python, so no compiler or headers are needed.
+# apt-get clean: Ubuntu's image drops apt's caches by itself; other Debian bases keep ~140 MB.
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv make git curl ca-certificates tini \
- && rm -rf /var/lib/apt/lists/*
+ && apt-get clean && rm -rf /var/lib/apt/lists/*
 # Poetry in its own venv, with the plugin that lets it use simple-API-only package mirrors (the
 # plugin is copied first: it changes less often than the lock). Only `poetry` goes on the PATH.
 COPY tools/poetry-plugin-simple-index /opt/poetry-plugin-simple-index
@@ -64,18 +67,36 @@ RUN poetry install --no-root --all-groups && rm -rf "$POETRY_CACHE_DIR"
 
 FROM deps-dev AS dev
 ARG LEARNER=learner
+# The entrypoint runs the command as the owner of the checkout mounted at /workspace: as the learner
+# when it owns it (the usual case), else through sudo, whose one rule lets the learner run just the
+# entrypoint, which then takes the owner's UID (root for a root-owned checkout). Both files are
+# root's: the learner cannot change what sudo runs.
+USER 0
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends sudo \
+ && apt-get clean && rm -rf /var/lib/apt/lists/*
+COPY docker/workspace-entrypoint /usr/local/bin/workspace-entrypoint
+COPY docker/sudoers /etc/sudoers.d/workspace-entrypoint
+RUN chmod 0755 /usr/local/bin/workspace-entrypoint \
+ && chmod 0440 /etc/sudoers.d/workspace-entrypoint \
+ && visudo -c
+USER ${LEARNER}
+# HOME for every process, `docker exec` included (Docker would give a root-owned checkout's learner,
+# UID 0, root's /root): the cache volume is mounted in the learner's home.
+ENV HOME=/home/${LEARNER}
 COPY --chown=${LEARNER}:${LEARNER} . .
 # Installs only the project itself (editable): the dependency layers above stay cached.
 RUN poetry install --all-groups && rm -rf "$POETRY_CACHE_DIR"
-USER ${LEARNER}
 EXPOSE 8888
 # /api answers without a token; it proves the server is up, not that anyone is logged in.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:8888/api"]
-ENTRYPOINT ["tini", "--"]
+ENTRYPOINT ["workspace-entrypoint"]
 # Token authentication stays on: JupyterLab uses $JUPYTER_TOKEN, or (when it is empty or unset)
-# makes a random one and prints the login URL in `docker compose logs`.
-CMD ["jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser", "--ServerApp.root_dir=/workspace"]
+# makes a random one and prints the login URL in `docker compose logs`. allow_root only matters for
+# a root-owned checkout, where the entrypoint runs JupyterLab as root (JupyterLab refuses otherwise).
+CMD ["jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser", "--ServerApp.root_dir=/workspace", "--ServerApp.allow_root=True"]
 
 FROM deps-prod AS prod
 ARG RUNNER=runner

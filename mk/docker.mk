@@ -2,8 +2,9 @@
 COMPOSE ?= docker compose
 IMAGE   ?= ai-from-scratch
 STAGE   ?=
-# The learner in the image gets your UID, so files written in the mounted folders are yours
-# (root on the host: the image's default, 1000). docker-compose.yml reads it too.
+# The learner in the image gets your UID, so it owns the image's venv as well as your clone
+# (root on the host: the image's default, 1000; the entrypoint then runs as root, the clone's
+# owner: docs/containers.md, "Whose files are whose"). docker-compose.yml reads it too.
 export LEARNER_UID ?= $(shell u=$$(id -u); [ "$$u" = 0 ] && echo 1000 || echo $$u)
 
 .PHONY: docker-build docker-build-base docker-build-dev docker-build-prod docker-up docker-up-cpu docker-down docker-logs docker-doctor
@@ -11,7 +12,7 @@ export LEARNER_UID ?= $(shell u=$$(id -u); [ "$$u" = 0 ] && echo 1000 || echo $$
 docker-build: $(if $(STAGE),docker-build-$(STAGE),docker-build-base docker-build-dev docker-build-prod) ## Build every image stage, or one: make docker-build STAGE=dev
 	@docker image ls $(IMAGE)
 
-docker-build-base: ## Build the base stage (CUDA runtime + cuDNN, Python, Poetry)
+docker-build-base: ## Build the base stage (CUDA base image, Python, Poetry)
 	docker build --target base -t $(IMAGE):base .
 
 docker-build-dev: ## Build the dev stage (every group, JupyterLab) as compose uses it

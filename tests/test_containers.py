@@ -105,19 +105,37 @@ def test_stages_exist_are_named_and_build_on_the_dependency_layers() -> None:
     assert parents["dev"] == "deps-dev" and parents["prod"] == "deps-prod"
 
 
-def test_base_image_is_a_pinned_cuda_runtime_with_cudnn() -> None:
+def _lock_package(name: str) -> dict:
+    lock = tomllib.loads((ROOT / "poetry.lock").read_text())
+    return next(p for p in lock["package"] if p["name"] == name)
+
+
+def test_base_image_is_the_pinned_cuda_base_flavour() -> None:
     external = [_expand(lines[0].split()[1]) for lines in STAGES.values()]
     external = [image for image in external if image not in STAGES]
     assert external == [_expand("${CUDA_IMAGE}")], "one external base image, set by ARG CUDA_IMAGE"
     image = external[0]
-    assert re.fullmatch(r"nvidia/cuda:\d+\.\d+\.\d+-cudnn-runtime-ubuntu24\.04", image), (
-        f"{image}: want a pinned nvidia/cuda X.Y.Z-cudnn-runtime-ubuntu24.04 tag (never latest)"
+    assert re.fullmatch(r"nvidia/cuda:\d+\.\d+\.\d+-base-ubuntu24\.04", image), (
+        f"{image}: want a pinned nvidia/cuda X.Y.Z-base-ubuntu24.04 tag (never latest; `runtime` and "
+        "`cudnn-runtime` ship CUDA's libraries and cuDNN a second time: torch's wheels have them)"
     )
 
 
+def test_torch_brings_the_cuda_libraries_the_base_flavour_lacks() -> None:
+    """The `base` image has the CUDA runtime and the driver hooks only: cuBLAS, cuDNN, NCCL and the
+    rest must come with the locked torch on Linux, or the image would have no cuDNN at all."""
+    deps = _lock_package("torch")["dependencies"]
+    toolkit = deps["cuda-toolkit"]
+    assert {"cudart", "cublas", "cufft", "curand", "cusolver", "cusparse", "nvrtc"} <= set(
+        toolkit["extras"]
+    )
+    for name in ("cuda-toolkit", "nvidia-cudnn-cu13", "nvidia-nccl-cu13"):
+        assert "Linux" in deps[name]["markers"], f"torch must bring {name} on Linux"
+        _lock_package(name)  # and the lock has it
+
+
 def test_cuda_version_matches_the_locked_torch_build() -> None:
-    lock = tomllib.loads((ROOT / "poetry.lock").read_text())
-    toolkit = next(p["version"] for p in lock["package"] if p["name"] == "cuda-toolkit")
+    toolkit = _lock_package("cuda-toolkit")["version"]
     image = re.search(r":(\d+)\.(\d+)\.(\d+)", ARGS["CUDA_IMAGE"]).groups()
     assert image[:2] == tuple(toolkit.split(".")[:2]), (
         f"image CUDA {'.'.join(image)} vs locked cuda-toolkit {toolkit}: torch's CUDA major.minor"
@@ -238,7 +256,7 @@ def test_dockerignore_keeps_data_outputs_caches_envs_and_secrets_out_but_not_the
     # fnmatch's `*` also crosses "/", so it matches more than Docker does: a path it keeps, Docker
     # keeps too. Every file the image needs must survive (scratchlib/data is code, not ./data).
     tracked = _run("git", "ls-files", "pyproject.toml", "poetry.lock", "poetry.toml", "Makefile")
-    listed = _run("git", "ls-files", "scratchlib", "tools", "mk", "*.ipynb")
+    listed = _run("git", "ls-files", "scratchlib", "tools", "mk", "docker", "*.ipynb")
     assert tracked.returncode == listed.returncode == 0, tracked.stderr + listed.stderr
     needed = (tracked.stdout + listed.stdout).split()
     assert "poetry.lock" in needed and any(p.startswith("scratchlib/data/") for p in needed)
@@ -247,6 +265,179 @@ def test_dockerignore_keeps_data_outputs_caches_envs_and_secrets_out_but_not_the
         prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
         hit = [(p, q) for p in patterns for q in prefixes if fnmatch.fnmatchcase(q, p)]
         assert not hit, f"{rel} would be left out of the image by {hit}"
+
+
+# ---------------------------------------------------------------- whose files are whose (dev)
+
+ENTRYPOINT = ROOT / "docker" / "workspace-entrypoint"
+SUDOERS = ROOT / "docker" / "sudoers"
+ENTRYPOINT_IN_IMAGE = "/usr/local/bin/workspace-entrypoint"
+
+
+def _user_at(stage: str, index: int) -> str:
+    """The USER in force at instruction `index` of a dev-line stage (deps-dev ends as the learner)."""
+    users = [_expand(line.split()[1]) for line in STAGES[stage][:index] if line.startswith("USER")]
+    return users[-1] if users else "learner"
+
+
+def test_dev_runs_through_a_root_owned_entrypoint_that_sudo_allows_and_nothing_else() -> None:
+    dev = STAGES["dev"]
+    entrypoint = json.loads(next(line for line in dev if line.startswith("ENTRYPOINT"))[11:])
+    assert entrypoint == [Path(ENTRYPOINT_IN_IMAGE).name], "every command goes through it"
+    # Both files are copied as root and stay root's: the learner cannot change what sudo runs.
+    for source, target in (
+        ("docker/workspace-entrypoint", ENTRYPOINT_IN_IMAGE),
+        ("docker/sudoers", "/etc/sudoers.d/workspace-entrypoint"),
+    ):
+        i = _index("dev", rf"^COPY\s+{re.escape(source)}\s+{re.escape(target)}$")
+        assert _user_at("dev", i) in ("0", "root"), f"{source} must be copied as root, no --chown"
+    setup = dev[_index("dev", r"chmod 0440 /etc/sudoers\.d/workspace-entrypoint")]
+    assert "visudo -c" in setup and f"chmod 0755 {ENTRYPOINT_IN_IMAGE}" in setup
+    assert _user_at("dev", _index("dev", r"^COPY\s+--chown\S*\s+\.\s+\.$")) == "learner"
+    mode = _run("git", "ls-files", "-s", "docker/workspace-entrypoint").stdout.split()
+    assert mode and mode[0] == "100755", "the entrypoint must be committed executable"
+    rules = [line.split() for line in SUDOERS.read_text().splitlines() if line[:1] not in ("#", "")]
+    assert rules == [
+        ["Defaults!" + ENTRYPOINT_IN_IMAGE, "!use_pty,", "!pam_session,", "!pam_setcred"],
+        [ARGS["LEARNER"], "ALL=(root)", "NOPASSWD:SETENV:", ENTRYPOINT_IN_IMAGE],
+    ], "one rule: the learner may run the entrypoint (no pty/PAM: sudo execs it, tini stays PID 1)"
+    # The entrypoint's fixed names are the image's, the compose cache volume's and VS Code's.
+    script = ENTRYPOINT.read_text()
+    home = f"/home/{ARGS['LEARNER']}"
+    assert f"user={ARGS['LEARNER']}\n" in script and f"home={home}\n" in script
+    assert _env("dev")["HOME"] == "/home/${LEARNER}", "docker exec must not get root's /root"
+    assert "cache:" + home + "/.cache" in [str(v) for v in SERVICES[CPU_SERVICE]["volumes"]]
+    # A root-owned checkout runs JupyterLab as root, which it refuses without allow_root.
+    cmd = json.loads(next(line for line in reversed(dev) if line.startswith("CMD"))[4:])
+    assert "--ServerApp.allow_root=True" in cmd
+    # prod has no sudo at all.
+    assert not any(
+        "sudo" in line for stage in ("base", "deps-prod", "prod") for line in STAGES[stage]
+    )
+
+
+# The entrypoint runs here with everything it touches as root and every tool it runs replaced by
+# a stand-in under tmp_path (awk, cat, rm and env stay real): each stand-in logs its call, the
+# fake sudo re-runs the script "as root" with sudo's PATH and variables, the fake setpriv runs the
+# rest of its command line, and the fake tini writes down its arguments and environment.
+_FAKE_TOOLS = {
+    "/usr/bin/stat": 'echo "$FAKE_OWNER"',
+    "/usr/bin/id": 'case "$1" in -u) echo "$FAKE_UID" ;; -g) echo "$FAKE_GID" ;; esac',
+    "/usr/bin/find": 'printf %s "$FAKE_FOREIGN"',
+    "/usr/bin/sudo": 'echo "sudo $*" >> "$LOG"\n'
+    'export SUDO_UID="$FAKE_UID" SUDO_USER=learner SUDO_COMMAND="$*" FAKE_UID=0 FAKE_GID=0\n'
+    "export PATH=/usr/sbin:/usr/bin:/sbin:/bin\n"
+    '[ "$1" = --preserve-env ] && shift && exec "$@"',
+    "/bin/chown": 'echo "chown $*" >> "$LOG"',
+    "/usr/bin/setpriv": 'echo "setpriv $*" >> "$LOG"\n'
+    'while [ "${1#--}" != "$1" ]; do shift; done\nexec "$@"',
+    "/usr/bin/tini": '{ printf "arg %s\\n" "$@"; env | sed "s/^/env /"; } > "$OUT"',
+}
+_PASSWD = (
+    "root:x:0:0:root:/root:/bin/bash\n"
+    "learner:x:1000:1000::/home/learner:/bin/bash\n"
+    "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+)
+
+
+def _run_entrypoint(tmp_path: Path, *, uid: int, owner: str, foreign: str = "", passwd=_PASSWD):
+    """Run the sandboxed entrypoint as a process with `uid` on a checkout owned by `owner`."""
+    box = tmp_path / "box"
+    box.mkdir()
+    text = ENTRYPOINT.read_text()
+    swaps = {ENTRYPOINT_IN_IMAGE: box / "entrypoint", "/etc/passwd": box / "passwd"}
+    swaps |= {"/home/learner": box / "home"}
+    swaps |= {tool: box / f"fake-{Path(tool).name}" for tool in _FAKE_TOOLS}
+    for literal, replacement in swaps.items():
+        assert literal in text, f"the entrypoint no longer uses {literal}: update this test"
+        text = text.replace(literal, str(replacement))
+    for literal in swaps:  # never let a run touch this machine's files
+        assert literal not in text, literal
+    for tool, body in _FAKE_TOOLS.items():
+        fake = swaps[tool]
+        fake.write_text(f"#!/bin/sh\n{body}\n")
+        fake.chmod(0o755)
+    (box / "entrypoint").write_text(text)
+    (box / "entrypoint").chmod(0o755)
+    (box / "passwd").write_text(passwd)
+    env = {
+        "PATH": "/opt/venv/bin:/usr/bin:/bin",
+        "FAKE_UID": str(uid),
+        "FAKE_GID": str(uid),
+        "FAKE_OWNER": owner,
+        "FAKE_FOREIGN": foreign,
+        "JUPYTER_TOKEN": "s3cret",
+        "LOG": str(box / "log"),
+        "OUT": str(box / "tini"),
+    }
+    out = subprocess.run(
+        [str(box / "entrypoint"), "jupyter", "lab"], env=env, capture_output=True, text=True
+    )
+    log = (box / "log").read_text().splitlines() if (box / "log").exists() else []
+    ran = (box / "tini").read_text().splitlines() if (box / "tini").exists() else []
+    args = [line[4:] for line in ran if line.startswith("arg ")]
+    run_env = dict(line[4:].split("=", 1) for line in ran if line.startswith("env "))
+    return out, log, args, run_env, (box / "passwd").read_text(), box
+
+
+def test_entrypoint_runs_the_learner_as_it_is_when_it_owns_the_checkout(tmp_path: Path) -> None:
+    out, log, args, env, passwd, _ = _run_entrypoint(tmp_path, uid=1000, owner="1000:1000")
+    assert out.returncode == 0, out.stderr
+    assert log == [], "no sudo, no chown: nothing runs as root"
+    assert args == ["--", "jupyter", "lab"] and passwd == _PASSWD
+    assert env["PATH"] == "/opt/venv/bin:/usr/bin:/bin" and env["JUPYTER_TOKEN"] == "s3cret"
+
+
+@pytest.mark.parametrize(
+    ("uid", "owner", "foreign", "through_sudo"),
+    [
+        (1000, "0:0", "", True),  # a root-owned checkout: the learner becomes a name of root
+        (1000, "1234:100", "", True),  # another UID (plain `docker compose up`, no make)
+        (1000, "1000:1000", "/home/learner/.cache/x", True),  # root's files in the cache volume
+        (0, "1000:1000", "", False),  # started as root (`docker run -u 0`): drops to the owner
+    ],
+)
+def test_entrypoint_gives_the_learner_the_checkout_owners_ids(
+    tmp_path: Path, uid: int, owner: str, foreign: str, through_sudo: bool
+) -> None:
+    out, log, args, env, passwd, box = _run_entrypoint(
+        tmp_path, uid=uid, owner=owner, foreign=foreign
+    )
+    assert out.returncode == 0, out.stderr
+    new_uid, new_gid = owner.split(":")
+    sudo = [f"sudo --preserve-env {box / 'entrypoint'} jupyter lab"]
+    assert log == (sudo if through_sudo else []) + [
+        f"chown -R -h {owner} {box / 'home'}",
+        f"setpriv --reuid={new_uid} --regid={new_gid} --init-groups /usr/bin/env "
+        + " ".join(f"-u {v}" for v in ("SUDO_USER", "SUDO_UID", "SUDO_GID", "SUDO_COMMAND"))
+        + f" -u SUDO_HOME -u MAIL -u WORKSPACE_ENTRYPOINT_PATH HOME={box / 'home'} USER=learner"
+        + f" LOGNAME=learner PATH=/opt/venv/bin:/usr/bin:/bin {box / 'fake-tini'} -- jupyter lab",
+    ]
+    lines = passwd.splitlines()
+    assert lines[1] == f"learner:x:{new_uid}:{new_gid}::/home/learner:/bin/bash"
+    assert [lines[0], lines[2]] == [_PASSWD.splitlines()[0], _PASSWD.splitlines()[2]]
+    assert args == ["--", "jupyter", "lab"]
+    assert env["PATH"] == "/opt/venv/bin:/usr/bin:/bin", "the command gets the image's PATH back"
+    assert env["HOME"] == str(box / "home") and env["USER"] == "learner"
+    assert env["JUPYTER_TOKEN"] == "s3cret", "JupyterLab's settings survive sudo"
+    leftovers = [k for k in env if k.startswith("SUDO_") or k == "WORKSPACE_ENTRYPOINT_PATH"]
+    assert not leftovers, f"{leftovers}: SUDO_UID makes git call a root-owned checkout dubious"
+
+
+@pytest.mark.parametrize(
+    ("owner", "passwd", "message"),
+    [
+        ("0:0", "root:x:0:0:root:/root:/bin/bash\n", "no user learner in this image's /etc/passwd"),
+        ("", _PASSWD, "cannot read the owner of /workspace"),
+        ("x:0", _PASSWD, "cannot read the owner of /workspace (x:0)"),
+    ],
+)
+def test_entrypoint_refuses_what_it_cannot_map(
+    tmp_path: Path, owner: str, passwd: str, message: str
+) -> None:
+    out, log, args, _, after, box = _run_entrypoint(tmp_path, uid=0, owner=owner, passwd=passwd)
+    assert out.returncode == 1 and message in out.stderr.replace(str(box / "passwd"), "/etc/passwd")
+    assert log == [] and args == [] and after == passwd, "nothing changed, nothing ran"
 
 
 # ---------------------------------------------------------------- schemas (bundled, offline)
@@ -320,10 +511,14 @@ def test_jupyter_services_mount_code_data_outputs_wandb_and_pass_the_environment
 
 def test_mounted_folders_exist_before_the_mounts_and_are_the_learners() -> None:
     """Docker creates a missing bind-mount source as root; the one-shot service creates them first
-    as the learner, and named volumes start from an image folder the learner owns."""
-    made = set(SERVICES["workspace-dirs"]["entrypoint"][2:])
-    assert SERVICES["workspace-dirs"]["entrypoint"][:2] == ["mkdir", "-p"]
-    assert "user" not in SERVICES["workspace-dirs"], "runs as the image's user, the learner"
+    as the checkout's owner, and named volumes start from an image folder the learner owns."""
+    made = set(SERVICES["workspace-dirs"]["command"][2:])
+    assert SERVICES["workspace-dirs"]["command"][:2] == ["mkdir", "-p"]
+    for name, service in SERVICES.items():
+        assert not {"user", "entrypoint"} & set(service), (
+            f"{name}: the image's entrypoint picks the user (the checkout's owner); "
+            "`user:` or `entrypoint:` would bypass it"
+        )
     deps_dev = _expand(" ".join(STAGES["deps-dev"]))
     for name in (GPU_SERVICE, CPU_SERVICE):
         for volume in SERVICES[name]["volumes"]:
