@@ -222,6 +222,15 @@ def test_every_lightning_return_form_trains(form, lrs) -> None:
     assert "train_accuracy" not in h  # a custom step reports only what it returns
 
 
+def test_a_manual_step_may_return_nothing() -> None:
+    class Quiet(TwoPlayers):
+        def training_step(self, batch, batch_idx: int):
+            super().training_step(batch, batch_idx)  # steps both optimizers, returns nothing
+
+    h = quiet(epochs=1, batch_size=32).fit(Quiet(), MOONS)
+    assert "train_loss" not in h and h["train_loss_b"][0] > 0 and h["val_loss"][0] > 0
+
+
 def test_two_optimizers_without_manual_optimisation_are_refused() -> None:
     """Today's bug: the second optimizer was taken for a scheduler and stepped every batch."""
     model = Logistic(lambda m: [_sgd(m), torch.optim.Adam(m.parameters())])

@@ -63,7 +63,7 @@ class Evaluator:
                 out = step(batch, batch_idx)
         else:  # no context manager at all on the plain path: this runs every batch
             out = step(batch, batch_idx)
-        out = out if isinstance(out, dict) else {"loss": out}
+        out = out if isinstance(out, dict) else ({} if out is None else {"loss": out})
         if self._logged:  # what the step recorded with self.log(...)
             out, self._logged = {**out, **self._logged}, {}
         return out

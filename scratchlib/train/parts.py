@@ -57,17 +57,16 @@ class Sums:
         self.where: list[tuple[int, int, int]] = []  # (epoch, batch_idx, step) of each loss
         self.extras: dict[str, Any] = {}
         self.counts: dict[str, int] = {}
-
-    @property
-    def batches(self) -> int:
-        return len(self.where)
+        self.batches = 0
 
     def add(self, out: dict[str, Any], where: tuple[int, int, int] = (0, 0, 0)) -> None:
-        n = self.batches
-        if n == len(self.losses):
-            self.losses = torch.cat([self.losses, torch.empty_like(self.losses)])
-        self.losses[n].copy_(out["loss"].detach().reshape(()))
-        self.where.append(where)
+        self.batches += 1
+        if "loss" in out:
+            n = len(self.where)
+            if n == len(self.losses):
+                self.losses = torch.cat([self.losses, torch.empty_like(self.losses)])
+            self.losses[n].copy_(out["loss"].detach().reshape(()))
+            self.where.append(where)
         for k, v in out.items():
             if k == "loss":
                 continue
@@ -85,7 +84,7 @@ class Sums:
 
     def first_nonfinite(self) -> tuple[int, int, int] | None:
         """Where the first NaN/inf loss of this period was, or None (one host read)."""
-        bad = ~torch.isfinite(self.losses[: self.batches])
+        bad = ~torch.isfinite(self.losses[: len(self.where)])
         if not bool(bad.any()):
             return None
         return self.where[int(bad.nonzero()[0])]
@@ -93,10 +92,10 @@ class Sums:
     def means(self, world: World) -> dict[str, float]:
         """Per-batch means (summed over every process under DDP); ``accuracy`` = Σcorrect / Σcount."""
         keys = list(self.extras)
-        values = [self.losses[: self.batches].double().sum()] + [
+        values = [self.losses[: len(self.where)].double().sum()] + [
             torch.as_tensor(self.extras[k], dtype=torch.float64, device=self.device) for k in keys
         ]
-        counts = [self.batches] + [self.counts[k] for k in keys]
+        counts = [len(self.where)] + [self.counts[k] for k in keys]
         total = torch.stack(
             values
             + [torch.tensor(float(c), dtype=torch.float64, device=self.device) for c in counts]

@@ -273,7 +273,7 @@ class Trainer(Evaluator):
             self._micro = 0 if self.stepped else self._micro + 1
             if self.stepped:
                 self._optimizer_step()
-        if not self.automatic:
+        if not self.automatic and "loss" in out:  # a manual step may return nothing
             self._cpu_finite(out["loss"], batch_idx)
         sums.add(out, (self.epoch, batch_idx, self.global_step))
         if self.stepped:
