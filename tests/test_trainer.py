@@ -885,6 +885,17 @@ def test_the_trainer_writes_one_row_per_epoch_into_the_active_run() -> None:
     assert len(end) == 1 and end[0]["epochs"] == 3 and end[0]["steps"] == 3 * BATCHES
 
 
+def test_each_fit_writes_into_the_run_active_when_it_starts() -> None:
+    trainer = quiet(epochs=1, batch_size=64)
+    first = track.start("mlp", experiment="first")
+    trainer.fit(mlp(), MOONS)
+    first.finish()
+    second = track.start("mlp", experiment="second")
+    trainer.fit(mlp(), MOONS)
+    assert track.load_scalars(first.dir).epoch.tolist() == [1]
+    assert track.load_scalars(second.dir).epoch.tolist() == [1]
+
+
 # --- NumPy models share the tracking -------------------------------------------------------------------------
 
 

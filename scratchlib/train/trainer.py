@@ -110,6 +110,7 @@ class Trainer(Evaluator):
                         val_every_n_steps=val_every_n_steps, batch_size=batch_size, accumulate=accumulate,
                         eval_every=eval_every, log_every_n_steps=log_every_n_steps)  # fmt: skip
         super().__init__(device, amp, batch_size, loss_fn, label_smoothing, callbacks, run)
+        self._given_run = run  # else each fit writes into the run active when it starts
         self.epochs, self.max_steps, self.val_every_n_steps = epochs, max_steps, val_every_n_steps
         self.lr, self.optimizer_spec, self.scheduler_spec = lr, optimizer, scheduler
         self.weight_decay, self.momentum, self.seed = weight_decay, momentum, seed
@@ -155,7 +156,7 @@ class Trainer(Evaluator):
         return self.history
 
     def _setup(self, model: nn.Module, data: Any) -> None:
-        self.run = (self.run or track.active()) if self.world.main else None
+        self.run = (self._given_run or track.active()) if self.world.main else None
         state = checkpoint.resume_state(self)
         if state is None:
             utils.seed_everything(self.seed)
