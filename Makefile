@@ -20,16 +20,19 @@ join = $(subst $(space),$(comma),$(strip $(1)))
 NB           ?=
 JOBS         ?= 2
 PORT         ?= 8888
+JUPYTER_ARGS ?=
+THREADS      ?= 1
 
 
 # (install-<group> is a pattern rule, so it is not listed as phony: make skips patterns for phony targets)
-.PHONY: help poetry install install-all install-test jupyter test test-lib test-notebooks run lint format strip lock check-lock doctor bench contract clean
+.PHONY: help poetry install install-all install-test jupyter test test-lib test-notebooks test-default readme-tables run lint format strip lock check-lock doctor bench contract clean
 
 help: ## List every target with a one-line description
 	@echo "AI From Scratch to Scale — make targets"
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | \
 	  awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
-	@echo "Variables: NB=<notebook> for run, P='-p SMOKE True' extra papermill parameters, JOBS=<n> for tests"
+	@echo "Variables: NB=<notebook> for run, P='-p SMOKE True' extra papermill parameters, JOBS=<n> for tests,"
+	@echo "  THREADS=<n> per notebook for test-default (1), PORT=<port> and JUPYTER_ARGS='--ip=0.0.0.0' for jupyter"
 
 $(POETRY):
 	@echo ">> installing Poetry $(POETRY_VERSION) (+ simple-index plugin) into $(TOOLS)/poetry"
@@ -50,8 +53,16 @@ install-test: install-all ## Install what the test suite needs (every group)
 install-%: | $(POETRY) ## Install one dependency group: install-foundations, -cnn, -detection, -sequence, -generative, -modern, -notebooks, -tracking, -dev
 	$(POETRY) install --with $*
 
-jupyter: $(VENV)/.installed-$(subst $(space),+,$(LEARNER_GROUPS)) ## Start JupyterLab on the curriculum (installs what it needs)
-	$(VENV)/bin/jupyter lab --port=$(PORT) --notebook-dir=.
+# JupyterLab refuses to start as root unless told --allow-root: pass it only when the user is root
+# (containers, cloud GPU machines), and say so.
+jupyter: $(VENV)/.installed-$(subst $(space),+,$(LEARNER_GROUPS)) ## Start JupyterLab on the curriculum (installs what it needs; as root it adds --allow-root and says so)
+	@flags="$(JUPYTER_ARGS)"; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  flags="--allow-root $$flags"; \
+	  echo ">> you are root (a container or cloud machine?): starting JupyterLab with --allow-root"; \
+	fi; \
+	echo ">> $(VENV)/bin/jupyter lab --port=$(PORT) --notebook-dir=. $$flags"; \
+	exec $(VENV)/bin/jupyter lab --port=$(PORT) --notebook-dir=. $$flags
 
 test: install-test ## Run the whole test suite: library tests + every notebook in smoke mode
 	$(PY) -m pytest -n $(JOBS) --dist loadgroup --durations=10
@@ -61,6 +72,16 @@ test-lib: install-test ## Library tests only (no notebooks)
 
 test-notebooks: install-test ## Execute every notebook in smoke mode with papermill
 	$(PY) -m pytest -n $(JOBS) -m notebook --durations=0
+
+# Not in CI: about 5 minutes a notebook on a 2-core CPU. Each notebook runs on THREADS threads (1:
+# the budget's measure) with the data in data/ (real MNIST, CIFAR-10, ... where cached).
+test-default: install-all ## Run every notebook in default mode, collect claims and times: outputs/test-default.{md,json} (long, not in CI)
+	$(PY) tools/run_notebook.py --all --mode default --threads $(THREADS) \
+	  --json outputs/test-default.json --markdown outputs/test-default.md
+	@echo ">> summary and claims tables: outputs/test-default.md; then: make readme-tables"
+
+readme-tables: | $(PY) ## Write each module README's results table from outputs/claims and outputs/timings
+	$(PY) tools/results_tables.py
 
 run: install-all ## Execute one notebook headless with default parameters: make run NB=01-Foundations/01_perceptron.ipynb
 	@test -n "$(NB)" || { echo "usage: make run NB=<module>/<notebook>.ipynb [P='-p SMOKE True']"; exit 2; }

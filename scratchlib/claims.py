@@ -196,7 +196,8 @@ class Claims:
             "claims": [{**asdict(c), "checked": c.checked} for c in self.claims],
         }
         stem = self.notebook.replace("/", "__").removesuffix(".ipynb")
-        path = atomic_write_json(claims_dir() / f"{stem}-{self.mode}.json", jsonable(record))
+        path = claims_dir() / f"{stem}-{self.mode}.json"
+        atomic_write_json(path, jsonable(record), sort_keys=False)  # measured values in order
         run = track.active()
         if run is not None:
             run.event("on_claims", **{k: v for k, v in record.items() if k != "platform"})

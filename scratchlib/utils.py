@@ -189,9 +189,11 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, durable: bool = T
     return atomic_write_bytes(path, text.encode("utf-8"), durable=durable)
 
 
-def atomic_write_json(path: str | os.PathLike[str], obj: Any, durable: bool = True) -> Path:
+def atomic_write_json(
+    path: str | os.PathLike[str], obj: Any, durable: bool = True, sort_keys: bool = True
+) -> Path:
     """``obj`` as strict JSON (NaN and infinities become ``null``), written atomically."""
-    text = json.dumps(jsonable(obj), indent=2, sort_keys=True, allow_nan=False) + "\n"
+    text = json.dumps(jsonable(obj), indent=2, sort_keys=sort_keys, allow_nan=False) + "\n"
     return atomic_write_text(path, text, durable=durable)
 
 

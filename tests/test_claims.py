@@ -93,3 +93,13 @@ def test_claims_are_recorded_as_facts_and_read_back() -> None:
     assert table[["notebook", "mode", "id", "holds"]].values.tolist() == [
         ["01-Foundations/03_mlp", "default", "err", True]
     ]
+    C.add(
+        "order",
+        "values keep their order",
+        measured={"N=400": 1, "N=1000": 2},
+        expected="-",
+        holds=True,
+    )
+    C.record()
+    record = json.loads(path.read_text())
+    assert list(record["claims"][1]["measured"]) == ["N=400", "N=1000"]

@@ -70,7 +70,7 @@ def test_mlp_learns_xor_and_rejects_bad_input() -> None:
         NumpyMLP([2, 2], activation="swish")
 
 
-def test_torch_mlp_matches_lecun_size_and_trains_shapes() -> None:
+def test_torch_mlp_matches_simards_size_and_trains_shapes() -> None:
     model = MLP(784, hidden=(800,), num_classes=10)
     assert sum(p.numel() for p in model.parameters()) == 784 * 800 + 800 + 800 * 10 + 10
     assert not any(isinstance(m, torch.nn.Linear) for m in model.modules()), (
@@ -88,6 +88,25 @@ def test_torch_mlp_forward_is_the_equation() -> None:
     W1, W2 = model.weights
     b1, b2 = model.biases
     torch.testing.assert_close(model(x), torch.tanh(x @ W1 + b1) @ W2 + b2)
+
+
+def test_input_dropout_drops_pixels_only_while_training() -> None:
+    """Hinton et al. (2012) drop 20% of the input pixels: with a zero hidden dropout and one input
+    pixel, the training forward pass sees it zeroed (or scaled by 1/(1-p)); eval never drops."""
+    torch.manual_seed(0)
+    model = MLP(1, hidden=(1,), num_classes=1, activation="relu", input_dropout=0.5)
+    with torch.no_grad():
+        model.weights[0].fill_(1.0), model.weights[1].fill_(1.0)
+    x = torch.ones(4000, 1)
+    model.train()
+    out = model(x).squeeze(1)
+    assert set(out.unique().tolist()) == {0.0, 2.0}  # dropped, or kept and scaled by 1/(1 - 0.5)
+    assert abs((out == 0).float().mean().item() - 0.5) < 0.05
+    model.eval()
+    assert torch.equal(model(x).squeeze(1), torch.ones(4000))
+    for bad in (dict(dropout=1.0), dict(input_dropout=-0.1)):
+        with pytest.raises(ValueError, match="probability in \\[0, 1\\)"):
+            MLP(**bad)
 
 
 # --- ADALINE ---------------------------------------------------------------------------------------
@@ -206,3 +225,45 @@ def test_diagnostic_plots_write_figures() -> None:
         plots.pattern_grid(np.ones((2, 4)), shape=(3, 3))
     with pytest.raises(ValueError, match="2 labels for 1 rows"):
         plots.pattern_grid(np.ones((2, 2, 2)), row_labels=["a", "b"])
+
+
+def _pixel(fig, x: float, y: float) -> np.ndarray:
+    """The RGB colour the figure shows at data point (x, y) of its first axes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)  # the figure was closed after saving: draw it again
+    canvas.draw()
+    px, py = fig.axes[0].transData.transform((x, y))
+    img = np.asarray(canvas.buffer_rgba())
+    return img[int(img.shape[0] - py), int(px), :3].astype(int)
+
+
+@pytest.mark.parametrize("cls", [0, 1])
+def test_a_line_that_puts_everything_in_one_class_is_drawn_in_that_class_colour(cls: int) -> None:
+    """The perceptron's first lines often predict one class everywhere. The region must then take
+    that class's colour (blue 0, red 1), like the points of that class — not always the lowest."""
+    X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    fig = plots.decision_boundary(
+        lambda Z: np.full(len(Z), cls), X, np.array([0, 1, 0, 1]), resolution=20
+    )
+    r, _, b = _pixel(fig, 0.5, 0.5)  # the middle: background only
+    assert (r > b) if cls == 1 else (b > r), (cls, r, b)
+
+
+def test_decision_boundary_draws_the_window_it_is_given() -> None:
+    X = np.array([[4.0, 1.0], [6.0, 5.0]])
+    fig = plots.decision_boundary(
+        lambda Z: (Z[:, 1] > Z[:, 0]).astype(int), X, np.array([0, 1]), bounds=((-1, 8), (-2, 6))
+    )
+    ax = fig.axes[0]
+    assert ax.get_xlim() == (-1, 8) and ax.get_ylim() == (-2, 6)
+    r, _, b = _pixel(fig, -0.5, 5.0)  # far outside the points, above the line y = x: class 1
+    assert r > b
+
+
+def test_learning_curves_label_both_axes() -> None:
+    fig = plots.learning_curves({"epoch": [1, 2], "train_loss": [1.0, 0.5], "mistakes": [3, 0]})
+    assert [(ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes] == [
+        ("epoch", "loss"),
+        ("epoch", "mistakes"),
+    ]

@@ -15,6 +15,7 @@ import pytest
 from scratchlib import data, models, track
 from scratchlib.models import ModelInfo
 from scratchlib.models.perceptron import Perceptron, novikoff_bound
+from scratchlib.train.loop import fit_epochs
 
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
 XOR_Y = np.array([0, 1, 1, 0])
@@ -150,6 +151,51 @@ def test_a_fit_leaves_its_facts_in_the_active_run() -> None:
     assert scalars.mistakes.tolist() == h["mistakes"] and scalars.mistakes.iloc[-1] == 0
     assert {"train_accuracy", "val_accuracy", "weight_norm"} <= set(scalars.columns)
     end = [e for e in track.load_events(run.dir) if e["event"] == "on_train_end"]
-    assert end[0]["reason"] == "stop condition" and end[0]["epochs"] == len(h["mistakes"])
+    assert end[0]["reason"] == "converged" and end[0]["epochs"] == len(h["mistakes"])
     cfg = track.load_config(run.dir)
     assert cfg["model"] == "perceptron" and cfg["model_info"]["year"] == 1958
+
+
+def _notebook_bars(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Make ``utils.progress`` build tqdm's notebook widget bars, and collect them."""
+    tqdm_notebook = pytest.importorskip("tqdm.notebook").tqdm
+    from scratchlib import utils
+
+    bars: list = []
+
+    def progress(iterable=None, enabled=True, **kwargs):
+        bars.append(tqdm_notebook(iterable, **kwargs))
+        return bars[-1]
+
+    monkeypatch.setattr(utils, "progress", progress)
+    return bars
+
+
+def test_an_early_convergence_closes_the_notebook_bar_green_and_says_why(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """A perceptron that converges after 2 of 20 epochs finished; its bar must not turn red
+    ("danger"), which tqdm's notebook bar does when it closes short of its total."""
+    bars = _notebook_bars(monkeypatch)
+    b = data.load("blobs")
+    h = Perceptron(2).fit(b.x_train, b.y_train, epochs=20, progress=True, run=False)
+    capsys.readouterr()  # the widget's text form, printed outside a notebook
+    assert len(h["mistakes"]) < 20 and h["mistakes"][-1] == 0
+    (bar,) = bars
+    assert bar.n == bar.total == len(h["mistakes"])
+    assert bar.container.children[1].bar_style == "success"
+    assert f"converged after {len(h['mistakes'])} of 20 epochs" in bar.desc
+
+
+def test_an_error_mid_training_still_turns_the_bar_red(monkeypatch: pytest.MonkeyPatch) -> None:
+    bars = _notebook_bars(monkeypatch)
+
+    def epoch(e: int) -> dict:
+        if e == 3:
+            raise RuntimeError("boom")
+        return {"loss": 1.0 / e}
+
+    with pytest.raises(RuntimeError, match="boom"):
+        fit_epochs(epoch, epochs=10, run=False, progress=True)
+    (bar,) = bars
+    assert bar.n == 2 and bar.container.children[1].bar_style == "danger"

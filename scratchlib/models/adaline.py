@@ -142,6 +142,7 @@ class Adaline:
             progress=progress,
             desc="ADALINE",
             stop=lambda row: self.diverged,
+            stop_reason="diverged",
         )
 
     def score(self, X: np.ndarray, y: np.ndarray) -> float:

@@ -127,7 +127,8 @@ def capacity_curve(
 
     For each load, store ``P = round(α N)`` random ±1 patterns, start from (a ``noise``-corrupted
     copy of) up to ``probes`` of them, run to a fixed point, and count a recall when the final
-    overlap ``m >= threshold`` (default 0.99: at most 1% of the bits wrong). Returns ``{"load", "recall", "overlap"}`` (means over trials).
+    overlap ``m >= threshold`` (default 0.99: at most 0.5% of the bits wrong, as m = 1 - 2 x the
+    fraction wrong). Returns ``{"load", "recall", "overlap"}`` (means over trials).
     """
     rng = np.random.default_rng(seed)
     recall, overlap = [], []

@@ -6,8 +6,9 @@ Two versions:
 * :class:`NumpyMLP` — every step by hand in NumPy: forward pass, the backward pass (the chain rule,
   layer by layer), the update. Checked against numerical gradients and torch autograd in the tests.
 * :class:`MLP` — the same network from torch tensor ops (weight matrices as ``nn.Parameter``),
-  autograd doing the backward pass, trained on MNIST with the Trainer. LeCun et al. (1998) list a
-  2-layer network with 800 hidden units at 1.6 % MNIST test error.
+  autograd doing the backward pass, trained on MNIST with the Trainer. Simard, Steinkraus & Platt
+  (2003) report 1.6 % MNIST test error for 784-800-10 trained with cross-entropy; Hinton et al.
+  (2012) train 784-800-800-10 with dropout to about 1.1-1.3 %.
 """
 
 from __future__ import annotations
@@ -268,7 +269,8 @@ class MLP(nn.Module):
     """A multi-layer perceptron from torch tensor ops: ``x → f(x W₁ + b₁) → … → x W_L + b_L``.
 
     Weights are plain ``nn.Parameter`` matrices (no ``nn.Linear``); autograd does backprop.
-    Default: LeCun et al.'s (1998) 784-800-10 with ReLU.
+    Default: 784-800-10 with ReLU, the network of Simard, Steinkraus & Platt (2003). ``dropout``
+    drops hidden units and ``input_dropout`` input pixels while training (Hinton et al. 2012).
     """
 
     MODEL_INFO = ModelInfo(
@@ -281,7 +283,10 @@ class MLP(nn.Module):
             "ignores the 2-D structure of images: a shifted digit is a new input",
             "parameters grow with input size (784 x 800 weights in the first layer alone)",
         ),
-        paper_result="MNIST: 2-layer MLP with 800 hidden units, 1.6% test error (LeCun et al. 1998)",
+        paper_result=(
+            "MNIST: 784-800-10, 1.6% test error (Simard, Steinkraus & Platt 2003); 784-800-800-10 "
+            "with dropout, about 1.1-1.3% (Hinton et al. 2012)"
+        ),
         **_PAPER,
     )
 
@@ -292,12 +297,16 @@ class MLP(nn.Module):
         num_classes: int = 10,
         activation: str = "relu",
         dropout: float = 0.0,
+        input_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         acts = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}
         if activation not in acts:
             raise ValueError(f"unknown activation {activation!r}; use one of {sorted(acts)}")
-        self.act, self.dropout = acts[activation], dropout
+        for name, p in (("dropout", dropout), ("input_dropout", input_dropout)):
+            if not 0.0 <= p < 1.0:
+                raise ValueError(f"{name} is a probability in [0, 1), got {p}")
+        self.act, self.dropout, self.input_dropout = acts[activation], dropout, input_dropout
         sizes = [in_features, *hidden, num_classes]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
@@ -314,6 +323,8 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)
+        if self.input_dropout and self.training:
+            x = nn.functional.dropout(x, self.input_dropout, training=True)  # drop input pixels
         last = len(self.weights) - 1
         for i, (W, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             x = x @ W + b  # z = x W + b

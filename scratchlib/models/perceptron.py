@@ -3,8 +3,8 @@ storage and organization in the brain", Psychological Review 65(6).
 
 A linear threshold unit ``y = step(w·x + b)`` trained by the perceptron rule: on a mistake, move
 ``w`` towards the example (``w += lr · t · x`` with ``t = ±1``). On linearly separable data it
-makes a finite number of mistakes — at most ``(R/γ)²`` (Novikoff 1962) — and stops; on data that
-is not separable (XOR) it never stops changing its mind (Minsky & Papert 1969).
+makes a finite number of mistakes — at most ``(R/γ)²`` (Block 1962; Novikoff 1962) — and stops;
+on data that is not separable (XOR) it never stops changing its mind (Minsky & Papert 1969).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class Perceptron:
         category="linear classifier",
         key_innovations=(
             "a neuron that learns its weights from examples (error-driven updates)",
-            "guaranteed convergence on linearly separable data (Novikoff 1962)",
+            "guaranteed convergence on linearly separable data (Block 1962; Novikoff 1962)",
         ),
         limitations=(
             "only linear decision boundaries: cannot learn XOR (Minsky & Papert 1969)",
@@ -124,7 +124,15 @@ class Perceptron:
             return row
 
         stop = (lambda row: row["mistakes"] == 0) if stop_when_converged else None
-        return fit_epochs(epoch, epochs, run=run, progress=progress, desc="Perceptron", stop=stop)
+        return fit_epochs(
+            epoch,
+            epochs,
+            run=run,
+            progress=progress,
+            desc="Perceptron",
+            stop=stop,
+            stop_reason="converged",
+        )
 
     def score(self, X: np.ndarray, y: np.ndarray) -> float:
         """Accuracy on ``(X, y)``."""
@@ -135,9 +143,9 @@ class Perceptron:
 
 
 def novikoff_bound(X: np.ndarray, y: np.ndarray, w: np.ndarray, b: float) -> float:
-    """``(R/γ)²``: Novikoff's (1962) bound on the perceptron's total mistakes, using the separator
-    ``(w, b)`` for the margin γ (any separator gives a valid, if looser, bound). ``inf`` if
-    ``(w, b)`` does not separate the data."""
+    """``(R/γ)²``: the Block–Novikoff (1962) bound on the perceptron's total mistakes, using the
+    separator ``(w, b)`` for the margin γ (any separator gives a valid, if looser, bound). ``inf``
+    if ``(w, b)`` does not separate the data."""
     Xa = np.c_[np.asarray(X, float), np.ones(len(X))]  # augment x with 1 so b is a weight
     wa = np.r_[w, b]
     t = np.where(np.asarray(y).ravel() == 1, 1.0, -1.0)

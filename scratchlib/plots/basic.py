@@ -60,7 +60,11 @@ def learning_curves(
                 ms=3,
                 label=k.split("_", 1)[0] if k != base else k,
             )
-        ax.set(xlabel="step" if by_step else "epoch", title=base.replace("_", " "))
+        ax.set(
+            xlabel="step" if by_step else "epoch",
+            ylabel=base.replace("_", " "),
+            title=base.replace("_", " "),
+        )
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if logy:
             ax.set_yscale("log")
@@ -105,9 +109,14 @@ def decision_boundary(
     resolution: int = 200,
     name: str = "decision_boundary",
     feature_names: Sequence[str] | None = None,
+    bounds: tuple[tuple[float, float], tuple[float, float]] | None = None,
 ):
     """Colour the plane by ``predict`` (labels or class scores of an ``(N, 2)`` array, or a torch
-    model) and scatter the points ``X`` coloured by ``y``. Pass ``ax`` to draw into a grid of plots."""
+    model) and scatter the points ``X`` coloured by ``y``. Pass ``ax`` to draw into a grid of plots.
+
+    ``bounds=((x_lo, x_hi), (y_lo, y_hi))`` sets the window drawn (default: the points' extent plus
+    10%). Integer classes keep one colour each, in the regions and the points alike, even when a
+    model predicts a single class everywhere."""
     X, y = to_numpy(X), to_numpy(y).ravel()
     if X.ndim != 2 or X.shape[1] != 2:
         raise ValueError(f"decision_boundary needs 2-D points, shape (N, 2); got {X.shape}")
@@ -115,6 +124,8 @@ def decision_boundary(
         raise ValueError(f"decision_boundary: {len(X)} points but {len(y)} labels")
     pad = 0.1 * (X.max(0) - X.min(0) + 1e-9)
     lo, hi = X.min(0) - pad, X.max(0) + pad
+    if bounds is not None:
+        (lo[0], hi[0]), (lo[1], hi[1]) = bounds
     xx, yy = np.meshgrid(
         np.linspace(lo[0], hi[0], resolution), np.linspace(lo[1], hi[1], resolution)
     )
@@ -124,15 +135,16 @@ def decision_boundary(
         fig, ax = plt.subplots(figsize=(4.5, 4))
     else:
         fig = ax.figure
-    ax.contourf(
-        xx,
-        yy,
-        zz,
-        alpha=0.3,
-        cmap="coolwarm",
-        levels=np.unique(zz).size if np.unique(zz).size > 1 else 2,
-    )
-    ax.scatter(X[:, 0], X[:, 1], c=y, cmap="coolwarm", edgecolor="k", s=18, linewidth=0.4)
+    labels = np.union1d(np.unique(zz), np.unique(y)).astype(float)
+    if np.all(labels == np.round(labels)):  # classes: one fixed colour per class
+        first, last = int(labels.min()), int(labels.max())
+        levels = np.arange(first, last + 2) - 0.5
+        norm = dict(vmin=first, vmax=max(last, first + 1))
+    else:
+        levels, norm = (np.unique(zz).size if np.unique(zz).size > 1 else 2), {}
+    ax.contourf(xx, yy, zz, alpha=0.3, cmap="coolwarm", levels=levels, **norm)
+    ax.scatter(X[:, 0], X[:, 1], c=y, cmap="coolwarm", edgecolor="k", s=18, linewidth=0.4, **norm)
+    ax.set(xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]))
     if feature_names:
         ax.set(xlabel=feature_names[0], ylabel=feature_names[1])
     if title:
