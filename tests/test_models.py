@@ -91,6 +91,7 @@ def test_a_registered_model_records_its_bound_arguments_with_defaults() -> None:
         "num_classes": 10,
         "activation": "relu",
         "dropout": 0.0,
+        "input_dropout": 0.0,
     }
     assert json.loads(json.dumps(mlp.hparams)) == mlp.hparams  # JSON-able as it is
     assert Perceptron(3, 0.5).hparams == {"n_features": 3, "lr": 0.5, "seed": 0}
