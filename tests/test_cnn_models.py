@@ -19,9 +19,9 @@ import torchvision
 
 from scratchlib import models
 from scratchlib import nn as snn
-from scratchlib.models.alexnet import AlexNet, AlexNetCIFAR
+from scratchlib.models.alexnet import PAPER_LRN, AlexNet, AlexNetCIFAR, Figure1CNN
 from scratchlib.models.googlenet import GoogLeNet
-from scratchlib.models.lenet import LeNet5
+from scratchlib.models.lenet import LeNet5, scaled_tanh
 from scratchlib.models.resnet import CifarBlock, CifarResNet, resnet18, resnet50
 from scratchlib.models.vgg import VGG
 
@@ -311,3 +311,84 @@ def test_module2_models_are_registered_with_model_info() -> None:
     for n in ("lenet5", "alexnet", "alexnetcifar", "vgg", "googlenet", "cifarresnet", "resnet"):
         assert n in names
         assert models.info(n).module == "02-CNN-Revolution"
+
+
+# --- what the Module 2 notebooks rely on ---------------------------------------------------------------
+
+
+def test_lenet_feature_maps_are_the_forward_pass_with_the_papers_squashing() -> None:
+    torch.manual_seed(0)
+    m = LeNet5().eval()
+    x = torch.randn(3, 1, 28, 28)
+    maps = m.feature_maps(x)
+    assert [tuple(maps[k].shape[1:]) for k in ("C1", "S2", "C3", "S4", "C5", "F6")] == [
+        (6, 28, 28), (6, 14, 14), (16, 10, 10), (16, 5, 5), (120, 1, 1), (84,),
+    ]  # fmt: skip
+    torch.testing.assert_close(maps["output"], m(x))
+    c1 = F.conv2d(F.pad(x, (2, 2, 2, 2)), m.c1.weight, m.c1.bias)
+    torch.testing.assert_close(maps["C1"], 1.7159 * torch.tanh(2 * c1 / 3))  # not torch.tanh
+    assert scaled_tanh(torch.tensor(1.0)).item() == pytest.approx(1.0, abs=2e-4)  # f(1) ≈ 1
+
+
+def test_alexnet_lrn_is_the_papers_formula() -> None:
+    """The paper: b = a / (k + α Σ a²)^β, α = 1e-4; PyTorch's form divides α by n."""
+    x = torch.randn(2, 12, 5, 5, dtype=torch.float64) * 30
+    sq = F.pad(x.pow(2), (0, 0, 0, 0, 2, 2))  # the channel axis, n = 5 neighbours
+    window = sum(sq[:, i : i + 12] for i in range(5))
+    paper = x / (2.0 + 1e-4 * window).pow(0.75)
+    torch.testing.assert_close(snn.LocalResponseNorm(**PAPER_LRN)(x), paper)
+    lrn = [mod for mod in AlexNet().features if isinstance(mod, snn.LocalResponseNorm)]
+    assert len(lrn) == 2 and all(mod.alpha / mod.size == 1e-4 for mod in lrn)
+
+
+@pytest.mark.parametrize("build", [
+    lambda act, init: AlexNetCIFAR(activation=act, init=init, width=0.25, dropout=0.0),
+    lambda act, init: Figure1CNN(act, init=init),
+], ids=["alexnet-cifar", "figure1"])  # fmt: skip
+def test_he_init_keeps_the_signal_alive_through_the_stack(build) -> None:
+    """With PyTorch's default initialisation a deep ReLU stack's activations shrink layer by
+    layer; with init="he" (variance gain² / fan-in) they keep their scale, for ReLU and tanh."""
+    x = torch.randn(64, 3, 32, 32)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        default = build("relu", "torch").eval()(x).std().item()
+        he = build("relu", "he").eval()(x).std().item()
+        he_tanh = build("tanh", "he").eval()(x).std().item()
+    assert he > 5 * default and 0.2 < he < 5 and 0.2 < he_tanh < 5
+    m = build("relu", "he")
+    assert all(b.abs().sum() == 0 for n, b in m.named_parameters() if n.endswith("bias"))
+    with pytest.raises(ValueError, match="init must be 'torch'"):
+        build("relu", "xavier")
+
+
+def test_cifar_resnet_width_scales_the_filters_and_keeps_the_layout() -> None:
+    half = CifarResNet(20, width=0.5)
+    assert [half.conv1.out_channels, half.blocks[-1].conv2.out_channels] == [8, 32]
+    assert len(half.blocks) == len(CifarResNet(20).blocks) == 9
+    assert half.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert count(CifarResNet(20, width=1.0)) == 269_722  # the default is the paper's network
+    with pytest.raises(ValueError, match="width must be > 0"):
+        CifarResNet(20, width=0)
+
+
+def test_googlenet_stem_stride_halves_the_maps_the_inception_modules_see() -> None:
+    seen = {}
+    for stride in (1, 2):
+        m = GoogLeNet(
+            num_classes=10, small_input=True, batch_norm=True, width=0.125, stem_stride=stride
+        )
+        seen[stride] = m.stem(torch.zeros(1, 3, 32, 32)).shape[-1]
+        assert m.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    assert seen == {1: 32, 2: 16}
+    with pytest.raises(ValueError, match="stem_stride must be 1 or 2"):
+        GoogLeNet(small_input=True, stem_stride=3)
+
+
+def test_vgg_b_shallow_is_the_papers_5x5_control_for_depth() -> None:
+    """Section 4.1: B with each pair of 3x3 layers replaced by one 5x5 (same receptive field)."""
+    deep, shallow = VGG("B", 10, 32, batch_norm=True), VGG("B-shallow", 10, 32, batch_norm=True)
+    convs = lambda m: [c for c in m.features if isinstance(c, torch.nn.Conv2d)]  # noqa: E731
+    assert [c.kernel_size for c in convs(shallow)] == [(5, 5)] * 5 and len(convs(deep)) == 10
+    assert [c.out_channels for c in convs(deep)][1::2] == [c.out_channels for c in convs(shallow)]
+    assert count(shallow.features) > count(deep.features)  # 25 C² > 18 C² weights per pair
+    assert (shallow.depth, deep.depth) == (8, 13)

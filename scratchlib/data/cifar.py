@@ -22,7 +22,7 @@ import numpy as np
 from scratchlib.utils import atomic_write_bytes
 
 from .builtin import _bundle
-from .core import DataBundle, DataUnavailableError, Request, dataset
+from .core import DataBundle, DataUnavailableError, Request, choose, dataset
 from .fetch import Fallback, extract_archive, fetch, load_pickle
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -122,13 +122,22 @@ def _from_folders(root: Path) -> tuple[np.ndarray, ...] | None:
     return x_tr, y_tr, x_te, y_te
 
 
-def _cached(root: Path) -> DataBundle | None:
+def _cached(root: Path, keep: tuple[int, int] | None = None, seed: int = 0) -> DataBundle | None:
+    """The cached CIFAR-10; ``keep=(n_train, n_test)`` picks those many images (seeded, stratified:
+    the same ones ``DataBundle.subset`` would pick) *before* converting to float — smoke mode's
+    subset without decoding 60,000 images into 700 MB of floats."""
     arrays, source = _from_batches(root), "real"
     if arrays is None:
         arrays, source = _from_folders(root), "real:jpeg-folder"  # JPEG copy: say so everywhere
     if arrays is None:
         return None
     x_tr, y_tr, x_te, y_te = arrays
+    if keep is not None:
+        (tr, _), (te, _) = (
+            choose(y_tr, min(keep[0], len(y_tr)), seed),
+            choose(y_te, min(keep[1], len(y_te)), seed),
+        )
+        x_tr, y_tr, x_te, y_te = x_tr[tr], y_tr[tr], x_te[te], y_te[te]
     to_float = lambda a: np.ascontiguousarray(a.transpose(0, 3, 1, 2)).astype(np.float32) / 255.0  # noqa: E731
     return DataBundle(
         "cifar10",
@@ -178,12 +187,18 @@ def _digits_rgb(req: Request) -> DataBundle:
     )
 
 
+def _smoke_sizes() -> tuple[int, int]:
+    from . import SMOKE_SIZES  # data.load cuts smoke-mode image sets to these sizes
+
+    return SMOKE_SIZES
+
+
 @dataset("cifar10", "CIFAR-10 (Krizhevsky 2009): 60,000 32x32 colour images, 10 classes")
 def _cifar10(req: Request) -> DataBundle:
     return fetch(
         "cifar10",
         req,
-        read=lambda: _cached(req.root),
+        read=lambda: _cached(req.root, _smoke_sizes() if req.smoke else None, req.seed),
         download=lambda: _download(req.root),
         urls=(URL,),
         fallback=Fallback(

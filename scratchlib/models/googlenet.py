@@ -115,7 +115,9 @@ class AuxClassifier(nn.Module):
 
 @register
 class GoogLeNet(nn.Module):
-    """GoogLeNet. ``small_input=True`` swaps the 224-px stem for one 3×3 conv (CIFAR-size images).
+    """GoogLeNet. ``small_input=True`` swaps the 224-px stem for one 3×3 conv (CIFAR-size images);
+    ``stem_stride=2`` adds a 3×3/2 max-pool after it, so the Inception stages see 16/8/4-pixel maps
+    instead of 32/16/8 (a quarter of the cost, like the paper's stem that shrinks 224 to 28).
 
     ``batch_norm=True, branch5_kernel=3`` reproduces torchvision's layout (it uses batch norm and,
     for weight compatibility, 3×3 kernels in the "5×5" branch), so parameter counts match exactly.
@@ -150,6 +152,7 @@ class GoogLeNet(nn.Module):
         batch_norm: bool = False,
         branch5_kernel: int = 5,
         small_input: bool = False,
+        stem_stride: int = 1,
         reduce: bool = True,
         dropout: float = 0.4,
         width: float = 1.0,
@@ -158,8 +161,11 @@ class GoogLeNet(nn.Module):
         super().__init__()
         cw = lambda n: max(4, round(n * width))  # noqa: E731 - width < 1: a CPU-sized copy, same layout
         u = lambda a, b, k, s=1, p=0: ConvUnit(a, b, k, s, p, batch_norm=batch_norm, conv=conv)  # noqa: E731
+        if stem_stride not in (1, 2):
+            raise ValueError(f"stem_stride must be 1 or 2 (small_input only), got {stem_stride}")
         if small_input:
-            self.stem = nn.Sequential(u(3, cw(192), 3, 1, 1))
+            pool = [nn.MaxPool2d(3, 2, ceil_mode=True)] if stem_stride == 2 else []
+            self.stem = nn.Sequential(u(3, cw(192), 3, 1, 1), *pool)
         else:
             lrn = [] if batch_norm else [LocalResponseNorm(5, 1e-4, 0.75, 1.0)]
             self.stem = nn.Sequential(

@@ -94,22 +94,28 @@ class LeNet5(nn.Module):
     def for_data(cls, bundle, **kwargs) -> LeNet5:
         return cls(num_classes=bundle.num_classes, in_channels=bundle.x_train.shape[1], **kwargs)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def feature_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every layer's output, named as in the paper's Figure 2 (C1, S2, C3, S4, C5, F6, output),
+        each squashed by the model's own f(a) = 1.7159 tanh(2a/3) — ``forward`` is this, too."""
         if x.shape[-1] == 28:
-            x = F.pad(
-                x, (2, 2, 2, 2)
-            )  # the paper's 32×32 input: MNIST digits centred with a margin
-        x = scaled_tanh(self.s2(scaled_tanh(self.c1(x))))
+            x = F.pad(x, (2, 2, 2, 2))  # the paper's 32×32 input: MNIST digits with a margin
+        maps = {"C1": scaled_tanh(self.c1(x))}
+        maps["S2"] = scaled_tanh(self.s2(maps["C1"]))
         w3 = self.c3.weight * self.c3_mask  # C3 sees only the S2 maps its row of Table I lists
-        x = (
-            F.conv2d(x, w3, self.c3.bias)
+        c3 = (
+            F.conv2d(maps["S2"], w3, self.c3.bias)
             if isinstance(self.c3, nn.Conv2d)
-            else _masked(self.c3, x, w3)
+            else _masked(self.c3, maps["S2"], w3)
         )
-        x = scaled_tanh(self.s4(scaled_tanh(x)))
-        x = scaled_tanh(self.c5(x)).flatten(1)
-        x = scaled_tanh(self.f6(x))
-        return self.out(x)
+        maps["C3"] = scaled_tanh(c3)
+        maps["S4"] = scaled_tanh(self.s4(maps["C3"]))
+        maps["C5"] = scaled_tanh(self.c5(maps["S4"]))
+        maps["F6"] = scaled_tanh(self.f6(maps["C5"].flatten(1)))
+        maps["output"] = self.out(maps["F6"])
+        return maps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.feature_maps(x)["output"]
 
     def effective_parameters(self) -> int:
         """Trainable weights actually used (C3's masked-out connections excluded): ~60,000 in the paper."""

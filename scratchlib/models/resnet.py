@@ -86,7 +86,9 @@ class CifarBlock(nn.Module):
 
 @register
 class CifarResNet(nn.Module):
-    """ResNet-(6n+2) for 32×32 images, as in the paper's Section 4.2."""
+    """ResNet-(6n+2) for 32×32 images, as in the paper's Section 4.2.
+
+    ``width < 1`` scales the 16/32/64 filters (a CPU-sized copy with the same layout and depth)."""
 
     MODEL_INFO = ModelInfo(
         name="ResNet (CIFAR)",
@@ -100,6 +102,7 @@ class CifarResNet(nn.Module):
         num_classes: int = 10,
         plain: bool = False,
         in_channels: int = 3,
+        width: float = 1.0,
         conv: Callable[..., nn.Module] = nn.Conv2d,
     ) -> None:
         super().__init__()
@@ -107,19 +110,22 @@ class CifarResNet(nn.Module):
             raise ValueError(
                 f"CIFAR ResNet depth must be 6n+2 (20, 32, 44, 56, 110, ...), got {depth}"
             )
+        if not width > 0:
+            raise ValueError(f"width must be > 0 (1.0: the paper's 16/32/64 filters), got {width}")
         n = (depth - 2) // 6
         self.depth, self.plain = depth, plain
-        self.conv1 = conv(in_channels, 16, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(16)
-        blocks, c_in = [], 16
-        for stage, c_out in enumerate((16, 32, 64)):
+        c = [max(2, round(f * width)) for f in (16, 32, 64)]
+        self.conv1 = conv(in_channels, c[0], 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c[0])
+        blocks, c_in = [], c[0]
+        for stage, c_out in enumerate(c):
             for i in range(n):
                 blocks.append(
                     CifarBlock(c_in, c_out, 2 if (stage > 0 and i == 0) else 1, plain, conv)
                 )
                 c_in = c_out
         self.blocks = nn.Sequential(*blocks)
-        self.fc = nn.Linear(64, num_classes)
+        self.fc = nn.Linear(c[2], num_classes)
         for m in self.modules():
             weight = getattr(m, "weight", None)
             if (

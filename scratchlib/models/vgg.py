@@ -66,7 +66,11 @@ CONFIGS: dict[str, list] = {
         "M",
     ],
 }
-DEPTH = {"A": 11, "B": 13, "C": 16, "D": 16, "E": 19}
+# The paper's own depth test (Section 4.1): B with each pair of 3x3 layers replaced by one 5x5 layer
+# (same receptive field, more weights, half the non-linearities): top-1 error 7% higher than B.
+# "5:n": a 5x5 conv with n channels.
+CONFIGS["B-shallow"] = ["5:64", "M", "5:128", "M", "5:256", "M", "5:512", "M", "5:512", "M"]
+DEPTH = {"A": 11, "B": 13, "C": 16, "D": 16, "E": 19, "B-shallow": 8}
 
 
 @register
@@ -113,7 +117,7 @@ class VGG(nn.Module):
             if v == "M":
                 layers.append(nn.MaxPool2d(2))
                 continue
-            k, out = (1, int(v.split(":")[1])) if isinstance(v, str) else (3, v)
+            k, out = (int(v.split(":")[0]), int(v.split(":")[1])) if isinstance(v, str) else (3, v)
             out = max(8, round(out * width))  # width < 1: a CPU-sized copy, same layout
             layers.append(conv(c, out, k, padding=k // 2))
             if batch_norm:
