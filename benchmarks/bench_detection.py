@@ -3,7 +3,8 @@ throughput of our Faster R-CNN.
 
 1. ``nms`` on N random boxes (ours: all-pairs IoU + a greedy pass; torchvision: a C++ / CUDA
    kernel) — time ratio ours / torchvision.
-2. ``roi_align`` forward + backward on a feature map typical of a small detector — time ratio.
+2. ``roi_align`` and ``roi_pool`` forward + backward on a feature map typical of a small detector
+   — time ratio.
 3. Faster R-CNN inference, images/s, with our operators and with torchvision's (``torchvision_ops``).
 
 Not goals, lessons: the from-scratch operators are proven equal (tests/test_boxes.py) and the
@@ -24,8 +25,9 @@ from collections.abc import Callable
 import torch
 import torchvision.ops as tvo
 
+from scratchlib import nn as snn
 from scratchlib.models.faster_rcnn import FasterRCNN
-from scratchlib.nn import nms, roi_align
+from scratchlib.nn import nms
 from scratchlib.utils import choose_device, describe_device, seed_everything
 
 
@@ -72,21 +74,23 @@ def bench_nms(n: int, device: torch.device, repeats: int) -> dict:
     return {"what": f"nms, {n} boxes", "ours_ms": 1e3 * ours, "torchvision_ms": 1e3 * ref}
 
 
-def bench_roi_align(k: int, c: int, hw: int, device: torch.device, repeats: int) -> dict:
+def bench_roi(op: str, k: int, c: int, hw: int, device: torch.device, repeats: int) -> dict:
+    """``op`` ("roi_align" or "roi_pool") forward + backward, ours against torchvision's."""
     feat = torch.randn(2, c, hw, hw, device=device, requires_grad=True)
     boxes = [random_boxes(k // 2, hw * 8, device) for _ in range(2)]
+    args = (7, 1 / 8, 2, False) if op == "roi_align" else (7, 1 / 8)
 
     def run(fn: Callable) -> Callable[[], None]:
         def step() -> None:
-            out = fn(feat, boxes, 7, 1 / 8, 2, False)
+            out = fn(feat, boxes, *args)
             out.sum().backward()
             feat.grad = None
 
         return step
 
-    ours, ref = race(run(roi_align), run(tvo.roi_align), device, repeats)
+    ours, ref = race(run(getattr(snn, op)), run(getattr(tvo, op)), device, repeats)
     return {
-        "what": f"roi_align fwd+bwd, {k} RoIs, {c}x{hw}x{hw}",
+        "what": f"{op} fwd+bwd, {k} RoIs, {c}x{hw}x{hw}",
         "ours_ms": 1e3 * ours,
         "torchvision_ms": 1e3 * ref,
     }
@@ -129,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         n_boxes, (k, c, hw), (size, batch) = 2000, (256, 64, 32), (256, 8)
     print(f"device: {describe_device(device)}; torch {torch.__version__}; repeats {repeats}")
     seed_everything(0)
-    rows = [bench_nms(n_boxes, device, repeats), bench_roi_align(k, c, hw, device, repeats)]
+    rows = [bench_nms(n_boxes, device, repeats)]
+    rows += [bench_roi(op, k, c, hw, device, repeats) for op in ("roi_align", "roi_pool")]
     for r in rows:
         ratio = r["ours_ms"] / r["torchvision_ms"]
         print(

@@ -253,3 +253,55 @@ def test_roi_ops_empty_boxes_and_bad_input():
         R.roi_pool(x[0], [torch.zeros(1, 4)], 3)
     with pytest.raises(IndexError, match="holds 1 images"):
         R.roi_align(x, torch.tensor([[1.0, 0, 0, 4, 4]]), 3)
+
+
+@pytest.mark.parametrize("op", ["roi_align", "roi_pool"])
+def test_roi_ops_keep_the_order_of_boxes_not_grouped_by_image(op):
+    """RoIs of several images interleaved (batch index 1, 0, 1, 0, ...): ours computes image by
+    image and must hand the outputs back in the order of the boxes, as torchvision does."""
+    x = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    boxes = random_boxes(8, size=12.0, seed=9, dtype=torch.float64)
+    idx = torch.tensor([1, 0, 1, 1, 0, 0, 1, 0], dtype=torch.float64)[:, None]
+    rois = torch.cat([idx, boxes], 1)
+    args = (rois, 3, 1.0, 2, True) if op == "roi_align" else (rois, 3, 1.0)
+    ours, g_ours = _value_and_grad(getattr(R, op), x, *args)
+    ref, g_ref = _value_and_grad(getattr(tvo, op), x, *args)
+    torch.testing.assert_close(ours, ref)
+    torch.testing.assert_close(g_ours, g_ref)
+
+
+def test_roi_pool_with_wide_bins_equals_torchvision():
+    """Large boxes on a small map: every bin spans several feature pixels (the gathered
+    candidates per bin are many), values and gradients still torchvision's."""
+    x = torch.randn(2, 4, 9, 11, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    boxes = [torch.tensor([[0.0, 0, 40, 30], [3, 2, 35, 36]], dtype=torch.float64)] * 2
+    ours, g_ours = _value_and_grad(R.roi_pool, x, boxes, (2, 3), 0.25)
+    ref, g_ref = _value_and_grad(tvo.roi_pool, x, boxes, (2, 3), 0.25)
+    torch.testing.assert_close(ours, ref, rtol=0, atol=0)
+    torch.testing.assert_close(g_ours, g_ref)
+
+
+def test_objects_found_is_greedy_by_score_one_detection_per_object():
+    target = {
+        "boxes": torch.tensor([[0.0, 0, 10, 10], [20, 20, 30, 30], [40, 0, 50, 10]]),
+        "labels": torch.tensor([1, 2, 3]),
+    }
+    dets = {
+        "boxes": torch.tensor(
+            [[0.0, 0, 10, 9], [0, 0, 10, 10], [20, 20, 30, 31], [40, 0, 45, 10], [40, 0, 50, 10]]
+        ),
+        "scores": torch.tensor([0.9, 0.8, 0.7, 0.95, 0.3]),
+        "labels": torch.tensor([1, 1, 5, 3, 3]),
+    }
+    # object 0: found (the duplicate at 0.8 finds nothing more); object 1: only a wrong label;
+    # object 2: the 0.95 box overlaps it by IoU 0.5 exactly (found), the exact box scores 0.3
+    assert B.objects_found(dets, target).tolist() == [True, False, True]
+    assert B.objects_found(dets, target, match_labels=False).tolist() == [True, True, True]
+    assert B.objects_found(dets, target, iou_threshold=0.6).tolist() == [True, False, False]
+    assert B.objects_found(dets, target, score_threshold=0.0, iou_threshold=0.6).tolist() == [
+        True,
+        False,
+        True,
+    ]
+    empty = {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0)}
+    assert B.objects_found(empty, target).tolist() == [False] * 3

@@ -419,3 +419,59 @@ def test_detection_models_train_through_the_trainer_seam():
     )
     preds = Trainer(progress=False).predict(model, [b1, b2])
     check_detections(preds, 4, 48, 2)  # one flat list: a dict per image, over both batches
+
+
+def test_mask_targets_and_pasting_round_trip_pixel_for_pixel():
+    """A perfect mask head outputs exactly the cropped target; pasting it back must give the
+    object's own mask. With the half-pixel correction it does (thin strokes included); the
+    uncorrected crop shifts every target half a pixel and loses a large share of a thin stroke."""
+    from scratchlib.models.mask_rcnn import crop_masks
+    from scratchlib.nn import roi as R
+
+    masks = torch.zeros(3, 40, 40, dtype=torch.uint8)
+    masks[0, 5:30, 8:11] = 1  # a 3-pixel-wide vertical stroke
+    masks[1, 20:23, 12:36] = 1  # a horizontal one
+    masks[2, 10:26, 22:38] = 1  # a block
+    boxes = torch.tensor([[8.0, 5, 11, 30], [12, 20, 36, 23], [22, 10, 38, 26]])
+    for size in (14, 28):
+        back = paste_masks(crop_masks(masks, boxes, size), boxes, (40, 40)) > 0.5
+        inter = (back & masks.bool()).flatten(1).sum(1)
+        union = (back | masks.bool()).flatten(1).sum(1)
+        assert (inter / union).min() > 0.95, inter / union
+
+    def uncorrected(inp, rois, s, scale, ratio, aligned):
+        return R.roi_align(inp, rois, s, scale, ratio, False)
+
+    back = paste_masks(crop_masks(masks, boxes, 14, uncorrected), boxes, (40, 40)) > 0.5
+    iou = (back & masks.bool()).flatten(1).sum(1) / (back | masks.bool()).flatten(1).sum(1)
+    assert iou[:2].min() < 0.8  # a thin stroke loses a large share without the correction
+
+
+def test_torchvision_ops_can_be_chosen_one_by_one():
+    import torchvision.ops as tvo
+
+    from scratchlib.nn import roi as R
+
+    model = FasterRCNN(num_classes=2, torchvision_ops=("nms", "roi_pool"), **SMALL)
+    assert model.ops.nms is tvo.nms and model.ops.roi_pool is tvo.roi_pool
+    assert model.ops.roi_align is R.roi_align and model.ops.batched_nms is not tvo.batched_nms
+    assert FasterRCNN(num_classes=2, torchvision_ops=True, **SMALL).ops.roi_align is tvo.roi_align
+    with pytest.raises(ValueError, match="roi_warp"):
+        FasterRCNN(num_classes=2, torchvision_ops=("roi_warp",), **SMALL)
+
+
+def test_yolo_conv_head_shares_one_prediction_across_cells():
+    torch.manual_seed(0)
+    batch = scene(n=4, size=48)
+    model = YOLOv1(num_classes=2, image_size=48, S=6, widths=(8, 16, 32), hidden=32, head="conv")
+    out = model(batch[0])
+    assert out.shape == (4, 6, 6, 5 * 2 + 2)
+    # the same input patch gives the same prediction in every cell: weights shared per cell
+    flat = torch.zeros(1, 3, 48, 48)
+    grid = model.eval()(flat)[0]
+    torch.testing.assert_close(grid[2, 2], grid[3, 3])
+    assert sum(p.numel() for p in model.head.parameters()) < 32 * 32 * 9 + 32 * 12 + 100
+    losses = train(model.train(), batch, 25, lr=1e-3)
+    assert np.mean(losses[-3:]) < 0.3 * np.mean(losses[:2]), losses
+    with pytest.raises(ValueError, match="head"):
+        YOLOv1(num_classes=2, head="mlp")

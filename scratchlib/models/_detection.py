@@ -4,6 +4,7 @@ scores and box deltas into final detections."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -103,18 +104,37 @@ class ConvBackbone(nn.Module):
         return self.body(x)
 
 
-def detection_ops(torchvision_ops: bool) -> SimpleNamespace:
+OPS = ("nms", "batched_nms", "roi_align", "roi_pool")
+
+
+def detection_ops(torchvision_ops: bool | Sequence[str]) -> SimpleNamespace:
     """Our from-scratch operators, or torchvision's compiled kernels (proven equal in
-    tests/test_boxes.py) when ``torchvision_ops`` — for training at size, where speed matters."""
-    if torchvision_ops:
+    tests/test_boxes.py) for training at size, where speed matters: ``True`` takes all four of
+    torchvision's, a collection of names (from ``nms``, ``batched_nms``, ``roi_align``,
+    ``roi_pool``) only those. On a CPU our RoI align is the faster one and torchvision's NMS and
+    RoI pool are (benchmarks/bench_detection.py measures all four)."""
+    if isinstance(torchvision_ops, bool):
+        chosen = set(OPS) if torchvision_ops else set()
+    else:
+        chosen = set(torchvision_ops)
+        unknown = chosen - set(OPS)
+        if unknown:
+            raise ValueError(
+                f"torchvision_ops names unknown operators {sorted(unknown)}; choose from {OPS}, "
+                "or pass True / False for all of them"
+            )
+    ours = {
+        "nms": B.nms,
+        "batched_nms": B.batched_nms,
+        "roi_align": R.roi_align,
+        "roi_pool": R.roi_pool,
+    }
+    if chosen:
         import torchvision.ops as tvo
 
-        return SimpleNamespace(
-            nms=tvo.nms, batched_nms=tvo.batched_nms, roi_align=tvo.roi_align, roi_pool=tvo.roi_pool
-        )
-    return SimpleNamespace(
-        nms=B.nms, batched_nms=B.batched_nms, roi_align=R.roi_align, roi_pool=R.roi_pool
-    )
+        for name in chosen:
+            ours[name] = getattr(tvo, name)
+    return SimpleNamespace(**ours)
 
 
 def postprocess_detections(

@@ -13,7 +13,7 @@ training, 300 proposals) at 5 images/s on a 2015 GPU — against Fast R-CNN with
 Read top to bottom: backbone -> RPN (anchors, objectness, proposals, its loss) -> RoI head (sampled
 RoIs, RoI align, classification and box regression, its loss) -> post-processing. Choices that
 differ from the paper, said plainly: a small VGG-style backbone trained from scratch (no ImageNet
-weights), RoI *align* (Mask R-CNN's, 2017) instead of RoI pooling by default (``roi_op="pool"`` gives
+weights), RoI *align* (Mask R-CNN's, 2017, with the half-pixel correction of Detectron2) instead of RoI pooling by default (``roi_op="pool"`` gives
 the original), anchors centred on their feature cell, anchors crossing the image border kept in
 training (the paper ignores them), joint training of the RPN and head (the paper's "approximate
 joint training") with torchvision's defaults for sampling and loss scaling.
@@ -140,7 +140,7 @@ class FasterRCNN(nn.Module):
         nms_threshold: float = 0.5,
         max_detections: int = 100,
         roi_op: str = "align",
-        torchvision_ops: bool = False,
+        torchvision_ops: bool | tuple[str, ...] = False,
     ) -> None:
         super().__init__()
         if num_classes < 1:
@@ -174,7 +174,7 @@ class FasterRCNN(nn.Module):
         feature = feature.float() if feature.dtype in (torch.float16, torch.bfloat16) else feature
         if self.roi_op == "pool":
             return self.ops.roi_pool(feature, boxes, size, scale)
-        return self.ops.roi_align(feature, boxes, size, scale, 2, False)
+        return self.ops.roi_align(feature, boxes, size, scale, 2, True)  # pixel centres at +0.5
 
     def anchors(self, feature: torch.Tensor) -> torch.Tensor:
         h, w = feature.shape[-2:]

@@ -85,7 +85,7 @@ class RCNN(nn.Module):
         nms_threshold: float = 0.3,
         max_detections: int = 100,
         proposal_fn: Any = None,
-        torchvision_ops: bool = False,
+        torchvision_ops: bool | tuple[str, ...] = False,
     ) -> None:
         super().__init__()
         if num_classes < 1:
@@ -207,9 +207,11 @@ class RCNN(nn.Module):
         score_threshold: float | None = None,
         nms_threshold: float | None = None,
         max_detections: int | None = None,
+        regress: bool = True,
     ) -> list[dict[str, torch.Tensor]]:
-        """Score every proposal of every image (one CNN pass each), refine its box per class, NMS
-        within each class (IoU 0.3, the paper's): ``boxes``, ``scores``, ``labels`` per image."""
+        """Score every proposal of every image (one CNN pass each), refine its box per class
+        (``regress=False`` keeps the proposal's own box: the paper's ablation), NMS within each
+        class (IoU 0.3, the paper's): ``boxes``, ``scores``, ``labels`` per image."""
         if not isinstance(images, torch.Tensor) or images.dim() != 4:
             raise ValueError(
                 "detect takes a batch of images (B, C, H, W); use images[None] for one"
@@ -228,7 +230,7 @@ class RCNN(nn.Module):
                 out.append(
                     postprocess_detections(
                         class_logits,
-                        box_deltas,
+                        box_deltas if regress else None,
                         p,
                         size,
                         BOX_WEIGHTS,

@@ -14,7 +14,11 @@ confidence of boxes responsible for no object, square roots of w and h so that a
 box costs more than on a large one. The box "responsible" for an object is the one of its cell's B
 predictors with the highest IoU with it. Differences from the paper, said plainly: a small
 convolutional backbone with batch norm (YOLO v2's addition) trained from scratch instead of 24
-convolutional layers pre-trained on ImageNet.
+convolutional layers pre-trained on ImageNet; and ``head="conv"`` offers a fully convolutional head
+(a 3x3 and a 1x1 convolution computing every cell's 5B + C numbers with shared weights, as YOLO v2
+went on to do) beside the paper's two fully connected layers (``head="fc"``, the default). The FC
+head must learn every cell's predictions separately: without ImageNet pre-training and on a few
+thousand images it barely learns the classes (03-Applying-CNNs/03_yolo measures it).
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ __all__ = ["YOLOv1"]
 
 @register
 class YOLOv1(nn.Module):
-    """``model(images)`` -> the raw grid ``(N, S, S, 5B + C)``; :meth:`detect` -> per-image dicts."""
+    """``model(images)`` -> the raw grid ``(N, S, S, 5B + C)``; :meth:`detect` -> per-image dicts.
+    ``head``: ``"fc"`` (the paper's two fully connected layers) or ``"conv"`` (shared per cell)."""
 
     MODEL_INFO = ModelInfo(
         name="YOLO v1",
@@ -69,10 +74,11 @@ class YOLOv1(nn.Module):
         lambda_coord: float = 5.0,
         lambda_noobj: float = 0.5,
         dropout: float = 0.0,
+        head: str = "fc",
         score_threshold: float = 0.1,
         nms_threshold: float = 0.5,
         max_detections: int = 100,
-        torchvision_ops: bool = False,
+        torchvision_ops: bool | tuple[str, ...] = False,
     ) -> None:
         super().__init__()
         if num_classes < 1 or S < 1 or B < 1:
@@ -93,13 +99,27 @@ class YOLOv1(nn.Module):
             ]
             c = w
         self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(S))
-        self.head = nn.Sequential(  # the paper's two fully connected layers
-            nn.Flatten(),
-            nn.Linear(c * S * S, hidden),
-            nn.LeakyReLU(0.1, inplace=True),
-            nn.Dropout(dropout),
-            nn.Linear(hidden, S * S * (5 * B + num_classes)),  # linear output, as in the paper
-        )
+        out = 5 * B + num_classes
+        if head == "fc":
+            self.head = nn.Sequential(  # the paper's two fully connected layers
+                nn.Flatten(),
+                nn.Linear(c * S * S, hidden),
+                nn.LeakyReLU(0.1, inplace=True),
+                nn.Dropout(dropout),
+                nn.Linear(hidden, S * S * out),  # linear output, as in the paper
+            )
+        elif head == "conv":
+            self.head = nn.Sequential(  # the same prediction at every cell, weights shared
+                nn.Conv2d(c, hidden, 3, padding=1),
+                nn.LeakyReLU(0.1, inplace=True),
+                nn.Dropout(dropout),
+                nn.Conv2d(hidden, out, 1),  # (N, 5B + C, S, S), linear output
+            )
+        else:
+            raise ValueError(
+                f"head must be 'fc' (the paper's) or 'conv' (shared per cell); got {head!r}"
+            )
+        self.head_kind = head
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.dim() != 4 or tuple(images.shape[-2:]) != (self.image_size, self.image_size):
@@ -107,9 +127,10 @@ class YOLOv1(nn.Module):
                 f"YOLOv1 was built for (N, C, {self.image_size}, {self.image_size}) images; got "
                 f"{tuple(images.shape)} (resize the images or pass image_size=...)"
             )
-        return self.head(self.features(images)).reshape(
-            -1, self.S, self.S, 5 * self.B + self.num_classes
-        )
+        out = self.head(self.features(images))
+        if self.head_kind == "conv":
+            return out.permute(0, 2, 3, 1)  # (N, S, S, 5B + C): a cell's row, column, then values
+        return out.reshape(-1, self.S, self.S, 5 * self.B + self.num_classes)
 
     # --- the grid, as boxes ----------------------------------------------------------------------
     def decode(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

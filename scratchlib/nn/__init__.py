@@ -20,6 +20,7 @@ from .boxes import (  # detection (Module 3): tests/test_boxes.py
     encode_boxes,
     match_boxes,
     nms,
+    objects_found,
     remove_small_boxes,
     sample_balanced,
 )
@@ -98,6 +99,7 @@ __all__ = [
     "anchor_grid",
     "match_boxes",
     "sample_balanced",
+    "objects_found",
     "roi_pool",
     "roi_align",
     "to_rois",

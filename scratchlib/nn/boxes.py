@@ -12,6 +12,7 @@ convention of the data protocol (docs/seams.md) and of torchvision. A box's area
 * :func:`anchor_grid`: Faster R-CNN's anchors, sizes × aspect ratios at every feature-map cell.
 * :func:`match_boxes`, :func:`sample_balanced`: label candidates (anchors, proposals) by their
   IoU with the ground truth and draw a minibatch with a fixed share of positives.
+* :func:`objects_found`: which ground-truth objects an image's detections find (recall, per object).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ __all__ = [
     "anchor_grid",
     "match_boxes",
     "sample_balanced",
+    "objects_found",
     "BBOX_CLIP",
 ]
 
@@ -321,3 +323,35 @@ def sample_balanced(
     pick_pos = torch.randperm(pos.numel(), generator=generator)[:n_pos].to(pos.device)
     pick_neg = torch.randperm(neg.numel(), generator=generator)[:n_neg].to(neg.device)
     return pos[pick_pos], neg[pick_neg]
+
+
+def objects_found(
+    detections: dict[str, torch.Tensor],
+    target: dict[str, torch.Tensor],
+    iou_threshold: float = 0.5,
+    score_threshold: float = 0.5,
+    match_labels: bool = True,
+) -> torch.Tensor:
+    """Which ground-truth objects of one image the detections find: a bool ``(k,)``.
+
+    The PASCAL rule, per object rather than averaged: detections scoring at least
+    ``score_threshold`` are taken best first; each claims the unclaimed object (of its own label,
+    when ``match_labels``) it overlaps most, if that IoU is at least ``iou_threshold``. Use it to
+    split recall by object size, crowding or anything else an object carries."""
+    gt = target["boxes"].reshape(-1, 4).float()
+    found = torch.zeros(len(gt), dtype=torch.bool, device=gt.device)
+    keep = detections["scores"] >= score_threshold
+    boxes = detections["boxes"][keep].reshape(-1, 4).float().to(gt.device)
+    if len(gt) == 0 or len(boxes) == 0:
+        return found
+    order = torch.argsort(detections["scores"][keep].to(gt.device), descending=True, stable=True)
+    iou = box_iou(boxes[order], gt)  # (detections, objects)
+    if match_labels:
+        same = detections["labels"][keep].to(gt.device)[order][:, None] == target["labels"][None]
+        iou = torch.where(same, iou, torch.full_like(iou, -1.0))
+    for row in iou:
+        row = torch.where(found, torch.full_like(row, -1.0), row)
+        best = int(row.argmax())
+        if row[best] >= iou_threshold:
+            found[best] = True
+    return found

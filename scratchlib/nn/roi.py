@@ -72,8 +72,9 @@ def roi_pool(
 
     The box is rounded onto the feature grid (x1 = round(x1 * scale), ...), bin (i, j) covers rows
     [floor(i * h / PH), ceil((i + 1) * h / PH)) of the box (and likewise columns); an empty bin is 0.
-    A max over a rectangle is a max over rows of maxes over columns, so each box takes two masked
-    maxima; ties go to the first element in row-major order, as in torchvision's kernel.
+    Each bin's candidate pixels (at most the largest bin's) are gathered in row-major order and
+    masked to the bin; the first of equal maxima wins, as in torchvision's kernel, and the gradient
+    flows to that one pixel.
     """
     rois = to_rois(boxes)
     ph, pw = _check(input, rois, output_size)
@@ -84,9 +85,8 @@ def roi_pool(
         return roi_pool(input.float(), rois.float(), output_size, spatial_scale).to(input.dtype)
     n, c, height, width = input.shape
     k = rois.shape[0]
-    out = input.new_zeros((k, c, ph, pw))
     if k == 0:
-        return out
+        return input.new_zeros((k, c, ph, pw))
     # in the input's precision, as the kernel computes: a bin edge that lands on a whole number
     # in float32 must not land just below it
     scaled = _round_half_away(rois[:, 1:].detach().to(input.dtype) * spatial_scale)
@@ -101,30 +101,38 @@ def roi_pool(
     hend = (torch.ceil((i[None] + 1) * bin_h[:, None]) + y1[:, None]).clamp(0, height).long()
     wstart = (torch.floor(j[None] * bin_w[:, None]) + x1[:, None]).clamp(0, width).long()
     wend = (torch.ceil((j[None] + 1) * bin_w[:, None]) + x1[:, None]).clamp(0, width).long()
-    rows = torch.arange(height, device=input.device)
-    cols = torch.arange(width, device=input.device)
-    row_in = (rows >= hstart[..., None]) & (rows < hend[..., None])  # (K, PH, H)
-    col_in = (cols >= wstart[..., None]) & (cols < wend[..., None])  # (K, PW, W)
-    empty = (hend <= hstart)[:, :, None] | (wend <= wstart)[:, None, :]  # (K, PH, PW)
+    # every bin spans at most gh x gw feature pixels: gather those candidates, masked, in
+    # row-major order, and take their max (the first of equal maxima, as the kernel does)
+    gh = max(1, int((hend - hstart).max()))
+    gw = max(1, int((wend - wstart).max()))
+    ys = hstart[..., None] + torch.arange(gh, device=input.device)  # (K, PH, gh)
+    xs = wstart[..., None] + torch.arange(gw, device=input.device)  # (K, PW, gw)
+    y_ok, x_ok = ys < hend[..., None], xs < wend[..., None]
+    ys, xs = ys.clamp(max=height - 1), xs.clamp(max=width - 1)
+    # (K, PH, PW, gh * gw): flat positions in the image and whether each lies inside its bin
+    idx = (ys[:, :, None, :, None] * width + xs[:, None, :, None, :]).reshape(k, ph, pw, -1)
+    ok = (y_ok[:, :, None, :, None] & x_ok[:, None, :, None, :]).reshape(k, ph, pw, -1)
+    empty = ~ok.any(-1)  # (K, PH, PW)
     batch = rois[:, 0].long()
     neg_inf = torch.finfo(input.dtype).min
-    outs = []
-    for r in range(k):  # one box at a time: only its own rows and columns are touched
-        h0, h1 = int(hstart[r].min()), max(int(hend[r].max()), int(hstart[r].min()) + 1)
-        w0, w1 = int(wstart[r].min()), max(int(wend[r].max()), int(wstart[r].min()) + 1)
-        h1, w1 = min(h1, height), min(w1, width)
-        if h1 <= h0 or w1 <= w0:  # the box lies outside the map: every bin empty
-            outs.append(input.new_zeros((c, ph, pw)))
-            continue
-        x = input[batch[r], :, h0:h1, w0:w1]  # (C, h, w)
-        cm = col_in[r, :, w0:w1]  # (PW, w)
-        rm = row_in[r, :, h0:h1]  # (PH, h)
-        # max over the columns of each column-bin: (C, h, PW)
-        colmax = torch.where(cm[None, None], x[:, :, None, :], neg_inf).max(dim=3).values
-        # then over the rows of each row-bin: (C, PH, PW)
-        m = torch.where(rm[None, :, :, None], colmax[:, None, :, :], neg_inf).max(dim=2).values
-        outs.append(torch.where(empty[r][None], torch.zeros_like(m), m))
-    return torch.stack(outs)
+    chunk = max(1, int(2**24 // max(1, c * ph * pw * gh * gw)))  # bounded memory per gather
+    pieces, order = [], []
+    for b in batch.unique().tolist():  # the boxes of one image at a time
+        flat = input[b].reshape(c, height * width)
+        for sel in torch.where(batch == b)[0].split(chunk):
+            with torch.no_grad():  # where each bin's maximum is: (C, k, PH, PW) flat positions
+                vals = torch.where(ok[sel][None], flat[:, idx[sel]], neg_inf)  # (C, k, PH, PW, G)
+                arg = vals.argmax(dim=-1, keepdim=True)
+                pos = idx[sel][None].expand(c, -1, -1, -1, -1).gather(-1, arg)[..., 0]
+            m = flat.gather(1, pos.reshape(c, -1)).reshape(pos.shape)  # gradient to the maxima
+            m = torch.where(empty[sel][None], torch.zeros_like(m), m)
+            pieces.append(m.permute(1, 0, 2, 3))
+            order.append(sel)
+    out = torch.cat(pieces)
+    order = torch.cat(order)
+    if bool((order[1:] < order[:-1]).any()):  # boxes not grouped by image: restore their order
+        out = out[torch.argsort(order)]
+    return out
 
 
 def _axis_weights(coords: torch.Tensor, size: int) -> torch.Tensor:
@@ -214,12 +222,17 @@ def roi_align(
             pos = start[sel, None] + i[None] * bs + (j[None] + 0.5) * bs / g  # (k', bins * g)
             w = _axis_weights(pos, size).reshape(len(sel), n_bins, g, size).sum(2) / g
             a[sel] = w
-    out = input.new_zeros((k, c, ph, pw))
     batch = rois[:, 0].long()
+    pieces, order = [], []
     for n in batch.unique().tolist():  # one image at a time: two matrix products
         sel = torch.where(batch == n)[0]
         t = torch.einsum("chw,kqw->kchq", input[n], a_x[sel])  # interpolate along x
-        out = out.index_copy(0, sel, torch.einsum("kph,kchq->kcpq", a_y[sel], t))  # then along y
+        pieces.append(torch.einsum("kph,kchq->kcpq", a_y[sel], t))  # then along y
+        order.append(sel)
+    out = torch.cat(pieces)
+    order = torch.cat(order)
+    if bool((order[1:] < order[:-1]).any()):  # boxes not grouped by image: restore their order
+        out = out[torch.argsort(order)]
     return out
 
 
