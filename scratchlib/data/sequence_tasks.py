@@ -12,6 +12,11 @@
 
 Arrays are NumPy (float32 inputs ``(N, T, D)``); :class:`SequenceTask` holds them with the
 baseline loss an input-blind guess gets, so a notebook can state "the net beat the baseline".
+
+By name, as DataModules (docs/seams.md): ``data.load("temporal-xor")``, ``"adding-problem"``
+(option ``length``), ``"copy-task"`` (a :class:`SequenceTaskData` each: float inputs, float or
+``-100``-padded integer targets, a fresh test set from its own seed, ``info["baseline"]``) and
+``"dates"``, ``"reversal"`` (a :class:`PairData` each: padded pairs with character tokenizers).
 """
 
 from __future__ import annotations
@@ -22,6 +27,11 @@ from typing import Any
 
 import numpy as np
 
+from .core import DataModule, Request, choose, dataset, split_size, to_tensor
+from .loaders import TensorLoader
+from .modules import SequencePairData
+from .text import CharTokenizer
+
 __all__ = [
     "SequenceTask",
     "temporal_xor",
@@ -31,6 +41,8 @@ __all__ = [
     "reversal_pairs",
     "DATE_FORMATS",
     "IGNORE_INDEX",
+    "PairData",
+    "SequenceTaskData",
 ]
 
 IGNORE_INDEX = -100  # targets the loss skips (F.cross_entropy's default ignore_index)
@@ -235,3 +247,327 @@ def reversal_pairs(
         s = "".join(chars[g.integers(0, len(alphabet), size=int(length))])
         out.append((s, s[::-1]))
     return out
+
+
+# --- the tasks by name, as DataModules: data.load("adding-problem", length=100) ---------------------
+
+
+def _options(req: Request, name: str, defaults: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(req.options) - set(defaults))
+    if unknown:
+        raise TypeError(f"unknown options {unknown} for {name}; choose from {sorted(defaults)}")
+    return {**defaults, **req.options}
+
+
+class SequenceTaskData(DataModule):
+    """A generated sequence task in three splits (docs/seams.md): batches ``(x, y)`` with ``x``
+    float ``(B, T, D)`` and ``y`` float — ``(B, 1)`` read at the last step, ``(B, T, 1)`` at every
+    step — or long ``(B, T)`` with ``IGNORE_INDEX`` where nothing is scored.
+
+    ``val`` is carved (seeded) from the training sequences; ``test`` is generated from a seed of its
+    own, so no test sequence was trained on. ``info["baseline"]`` is the loss of the best guess that
+    ignores the input. The arrays are ``x_train``, ``y_train``, ``x_val``, ... as in ``DataBundle``.
+    """
+
+    def __init__(
+        self,
+        train: SequenceTask,
+        test: SequenceTask,
+        *,
+        val_fraction: float = 0.1,
+        n_val: int | None = None,
+        seed: int = 0,
+        batch_size: int = 50,
+        description: str = "",
+        info: dict[str, Any] | None = None,
+    ) -> None:
+        if train.x.shape[1:] != test.x.shape[1:] or train.y.shape[1:] != test.y.shape[1:]:
+            raise ValueError(
+                f"train and test shapes differ: x {train.x.shape[1:]} vs {test.x.shape[1:]}, "
+                f"y {train.y.shape[1:]} vs {test.y.shape[1:]}"
+            )
+        val, keep = choose(len(train), split_size(len(train), val_fraction, n_val, "val"), seed)
+        self.x_train, self.y_train = train.x[keep], train.y[keep]
+        self.x_val, self.y_val = train.x[val], train.y[val]
+        self.x_test, self.y_test = test.x, test.y
+        self.name, self.source, self.description = (
+            train.name.replace("_", "-"),
+            "synthetic",
+            description,
+        )
+        self.batch_size = batch_size
+        self.info = {"baseline": train.baseline, **(info or {})}
+
+    @property
+    def classification(self) -> bool:
+        """True when the targets are classes (long, ``IGNORE_INDEX`` where not scored)."""
+        return np.issubdtype(self.y_train.dtype, np.integer)
+
+    @property
+    def num_classes(self) -> int:
+        if not self.classification:
+            raise ValueError(f"{self.name} has float targets (regression): it has no classes")
+        return int(self.info.get("n_symbols", self.y_train.max() + 1))
+
+    def _loader(
+        self,
+        split: str,
+        batch_size: int | None,
+        shuffle: bool,
+        device: Any,
+        seed: int,
+        rank: int,
+        world_size: int,
+    ) -> TensorLoader:
+        x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+        return TensorLoader(
+            to_tensor(x, device),
+            to_tensor(y, device),
+            batch_size or self.batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+        )
+
+    def train_loader(
+        self,
+        batch_size: int | None = None,
+        *,
+        device: Any = None,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> TensorLoader:
+        """Shuffled (seeded) batches of the training sequences."""
+        return self._loader("train", batch_size, True, device, seed, rank, world_size)
+
+    def val_loader(
+        self,
+        batch_size: int | None = None,
+        *,
+        device: Any = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> TensorLoader:
+        return self._loader("val", batch_size, False, device, 0, rank, world_size)
+
+    def test_loader(
+        self,
+        batch_size: int | None = None,
+        *,
+        device: Any = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> TensorLoader:
+        return self._loader("test", batch_size, False, device, 0, rank, world_size)
+
+    def facts(self) -> dict[str, Any]:
+        return {
+            **super().facts(),
+            "n_train": len(self.x_train),
+            "n_val": len(self.x_val),
+            "n_test": len(self.x_test),
+            "input_shape": list(self.x_train.shape[1:]),
+            "target": "classes" if self.classification else "regression",
+            "baseline": self.info["baseline"],
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"SequenceTaskData({self.name!r}, source={self.source!r}, train={self.x_train.shape}, "
+            f"val={self.x_val.shape}, test={self.x_test.shape}, baseline {self.info['baseline']:.4f})"
+        )
+
+
+def _task(
+    req: Request, train: SequenceTask, test: SequenceTask, description: str, batch_size: int, **info
+) -> SequenceTaskData:
+    return SequenceTaskData(
+        train,
+        test,
+        val_fraction=req.val_fraction,
+        n_val=req.n_val,
+        seed=req.seed,
+        batch_size=batch_size,
+        description=description,
+        info=info,
+    )
+
+
+# Test sets are generated with a seed of their own: fresh sequences, never the training ones.
+_TEST_SEED = 1_000_003
+
+
+@dataset("temporal-xor", "Elman's temporal XOR: every third bit is the XOR of the two before it")
+def _temporal_xor_data(req: Request) -> SequenceTaskData:
+    o = _options(
+        req,
+        "temporal-xor",
+        {"n": 500 if req.smoke else 2000, "n_test": 500, "n_triples": 10, "batch_size": 32},
+    )
+    train = temporal_xor(o["n"], o["n_triples"], seed=req.seed)
+    test = temporal_xor(o["n_test"], o["n_triples"], seed=req.seed + _TEST_SEED)
+    return _task(
+        req,
+        train,
+        test,
+        f"{o['n_triples']} triples (a, b, a XOR b) per sequence; predict the next bit",
+        o["batch_size"],
+        xor_steps=train.mask[0].tolist(),  # the steps whose target is an XOR bit
+        n_triples=o["n_triples"],
+    )
+
+
+@dataset(
+    "adding-problem", "The adding problem (Hochreiter & Schmidhuber 1997): add two marked numbers"
+)
+def _adding_data(req: Request) -> SequenceTaskData:
+    o = _options(
+        req,
+        "adding-problem",
+        {"n": 1000 if req.smoke else 10000, "n_test": 1000, "length": 100, "batch_size": 50},
+    )
+    train = adding_problem(o["n"], o["length"], seed=req.seed)
+    test = adding_problem(o["n_test"], o["length"], seed=req.seed + _TEST_SEED)
+    return _task(
+        req,
+        train,
+        test,
+        f"{o['length']} steps of (value, marker); target: the sum of the two marked values",
+        o["batch_size"],
+        length=o["length"],
+    )
+
+
+@dataset("copy-task", "The copy task: read a few symbols, wait, write them back")
+def _copy_data(req: Request) -> SequenceTaskData:
+    o = _options(
+        req,
+        "copy-task",
+        {
+            "n": 1000 if req.smoke else 10000,
+            "n_test": 1000,
+            "seq_len": 5,
+            "lag": 20,
+            "n_symbols": 8,
+            "batch_size": 50,
+        },
+    )
+    kw = {k: o[k] for k in ("seq_len", "lag", "n_symbols")}
+    train = copy_task(o["n"], seed=req.seed, **kw)
+    test = copy_task(o["n_test"], seed=req.seed + _TEST_SEED, **kw)
+    return _task(
+        req,
+        train,
+        test,
+        f"copy {o['seq_len']} of {o['n_symbols']} symbols after {o['lag']} steps",
+        o["batch_size"],
+        **kw,
+    )
+
+
+class PairData(SequencePairData):
+    """String pairs as padded id sequences (docs/seams.md, "padded sequence pairs"), with a
+    character tokenizer per side: ``src_tokenizer`` and ``tgt_tokenizer`` (``<pad>`` = 0,
+    ``<bos>`` = 1, ``<eos>`` = 2 on both sides). ``pairs(split)`` gives a split's strings,
+    ``encode_src`` batches new inputs for ``translate`` and ``decode_tgt`` reads outputs back."""
+
+    def __init__(
+        self,
+        pairs: list[tuple[str, str]],
+        src_tokenizer: CharTokenizer,
+        tgt_tokenizer: CharTokenizer,
+        **kwargs: Any,
+    ) -> None:
+        self.raw = list(pairs)
+        self.src_tokenizer, self.tgt_tokenizer = src_tokenizer, tgt_tokenizer
+        if src_tokenizer.pad_id != tgt_tokenizer.pad_id:
+            raise ValueError("source and target tokenizers must share the <pad> id")
+        super().__init__(
+            [src_tokenizer.encode(s) for s, _ in self.raw],
+            [tgt_tokenizer.encode(t) for _, t in self.raw],
+            pad_id=tgt_tokenizer.pad_id,
+            bos_id=tgt_tokenizer.bos_id,
+            eos_id=tgt_tokenizer.eos_id,
+            **kwargs,
+        )
+
+    @classmethod
+    def from_pairs(cls, pairs: list[tuple[str, str]], **kwargs: Any) -> PairData:
+        """Character tokenizers fitted on the pairs (specials ``<pad>``, ``<bos>``, ``<eos>``)."""
+        specials = ("<pad>", "<bos>", "<eos>")
+        src = CharTokenizer.fit([s for s, _ in pairs], specials=specials)
+        tgt = CharTokenizer.fit([t for _, t in pairs], specials=specials)
+        return cls(pairs, src, tgt, **kwargs)
+
+    def pairs(self, split: str = "test") -> list[tuple[str, str]]:
+        """The (source, target) strings of one split."""
+        return [self.raw[i] for i in self.splits[split]]
+
+    def encode_src(self, texts: list[str], device: Any = None) -> tuple[Any, Any]:
+        """``(src, src_mask)`` for a list of source strings, right-padded."""
+        import torch
+
+        from .loaders import pad_sequences
+
+        ids, lengths = pad_sequences([self.src_tokenizer.encode(t) for t in texts], self.pad_id)
+        mask = torch.arange(ids.shape[1])[None, :] < lengths[:, None]
+        return ids.to(device), mask.to(device)
+
+    def decode_tgt(self, ids: Any) -> list[str]:
+        """Output rows (B, T) of ids -> strings, each cut at its first ``<eos>``."""
+        out = []
+        for row in ids.tolist() if hasattr(ids, "tolist") else ids:
+            row = list(row)
+            row = row[: row.index(self.eos_id)] if self.eos_id in row else row
+            out.append(self.tgt_tokenizer.decode(row, skip_specials=True))
+        return out
+
+    def facts(self) -> dict[str, Any]:
+        return {
+            **super().facts(),
+            "src_vocab_size": self.src_tokenizer.vocab_size,
+            "tgt_vocab_size": self.tgt_tokenizer.vocab_size,
+        }
+
+
+def _pair_data(
+    req: Request, name: str, pairs: list[tuple[str, str]], o: dict[str, Any]
+) -> PairData:
+    return PairData.from_pairs(
+        pairs,
+        val_fraction=req.val_fraction,
+        n_val=req.n_val,
+        test_fraction=o["test_fraction"],
+        seed=req.seed,
+        batch_size=o["batch_size"],
+        name=name,
+        source="synthetic",
+    )
+
+
+@dataset("dates", "Human-written dates to ISO 8601 (generated): a translation task with alignment")
+def _dates_data(req: Request) -> PairData:
+    o = _options(
+        req, "dates", {"n": 2000 if req.smoke else 20000, "test_fraction": 0.1, "batch_size": 64}
+    )
+    return _pair_data(req, "dates", date_pairs(o["n"], seed=req.seed), o)
+
+
+@dataset("reversal", "Reverse a random string: output i aligns with input length - 1 - i")
+def _reversal_data(req: Request) -> PairData:
+    o = _options(
+        req,
+        "reversal",
+        {
+            "n": 2000 if req.smoke else 20000,
+            "test_fraction": 0.1,
+            "batch_size": 64,
+            "min_len": 3,
+            "max_len": 12,
+            "alphabet": "abcdefghij",
+        },
+    )
+    pairs = reversal_pairs(o["n"], o["min_len"], o["max_len"], o["alphabet"], seed=req.seed)
+    return _pair_data(req, "reversal", pairs, o)

@@ -9,6 +9,11 @@
   no word is ever unknown.
 
 Every tokenizer saves to and loads from JSON (never pickle): :func:`load_tokenizer` reads any of them.
+
+Corpora by name, as token streams (:class:`TextData`, docs/seams.md): ``data.load("tinyshakespeare")``
+reads ``data/tinyshakespeare/input.txt``, downloads it once from Karpathy's char-rnn repository
+when it can, and otherwise says so and falls back to real English text that ships with Python
+itself (pydoc's help topics, recorded as ``fallback:python-docs``).
 """
 
 from __future__ import annotations
@@ -23,7 +28,13 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from scratchlib.utils import atomic_write_text
+import torch
+
+from scratchlib.utils import atomic_write_bytes, atomic_write_text
+
+from .core import DataUnavailableError, Request, dataset
+from .fetch import Fallback, fetch
+from .modules import TokenStreamData
 
 __all__ = [
     "CharTokenizer",
@@ -34,6 +45,11 @@ __all__ = [
     "pre_tokenize",
     "load_tokenizer",
     "WORD_PATTERN",
+    "TextData",
+    "text_module",
+    "python_docs_text",
+    "download_text",
+    "TINY_SHAKESPEARE_URL",
 ]
 
 # GPT-2's pre-tokeniser, with Python's classes: contractions, letters, digits, other symbols — each
@@ -358,3 +374,174 @@ def load_tokenizer(path: str | os.PathLike[str]) -> CharTokenizer | WordTokenize
     if kind == "bpe":
         return BPETokenizer(state["alphabet"], [tuple(m) for m in state["merges"]], specials)
     raise ValueError(f"{path}: unknown tokenizer type {kind!r}; expected 'char', 'word' or 'bpe'")
+
+
+# --- corpora by name: data.load("tinyshakespeare") ---------------------------------------------------
+
+TINY_SHAKESPEARE_URL = (
+    "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+)
+
+
+class TextData(TokenStreamData):
+    """A text corpus as a token stream (docs/seams.md: ``(x, y)`` long ``(B, T)`` windows, ``y``
+    shifted by one), with the tokenizer that made it: ``decode`` turns ids back into text.
+
+    Splits are contiguous ranges of the text, in order: train, val, test. Through ``data.load``
+    the test split is the last ``test_fraction`` (default 5 %) of the text and val the
+    ``val_fraction`` (default 10 %) of what comes before it: 85.5 % / 9.5 % / 5 %. (nanoGPT trains
+    on the first 90 % and validates on the last 10 %: our val and test lie inside that tenth.)
+    """
+
+    def __init__(
+        self, text: str, tokenizer: CharTokenizer | WordTokenizer | BPETokenizer, **kwargs: Any
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.n_chars = len(text)
+        ids = tokenizer.encode(text)
+        super().__init__(
+            torch.tensor(ids, dtype=torch.long), vocab_size=tokenizer.vocab_size, **kwargs
+        )
+        self.chars_per_token = len(text) / max(1, len(ids))
+
+    def encode(self, text: str) -> torch.Tensor:
+        """Text -> a long tensor of ids (1-D)."""
+        return torch.tensor(self.tokenizer.encode(text), dtype=torch.long)
+
+    def decode(self, ids: Any) -> str:
+        """Ids (a list or a 1-D tensor) -> text."""
+        return self.tokenizer.decode(ids.tolist() if isinstance(ids, torch.Tensor) else ids)
+
+    def text(self, split: str = "train", n: int | None = None) -> str:
+        """The text of one split (its first ``n`` tokens)."""
+        ids = self.split(split)
+        return self.decode(ids if n is None else ids[:n])
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{k}={b - a:,}" for k, (a, b) in self.ranges.items())
+        return (
+            f"TextData({self.name!r}, source={self.source!r}, {self.tokenizer.kind} tokens, "
+            f"vocab {self.vocab_size}: {sizes})"
+        )
+
+    def facts(self) -> dict[str, Any]:
+        return {
+            **super().facts(),
+            "tokenizer": self.tokenizer.kind,
+            "n_chars": self.n_chars,
+            "chars_per_token": round(self.chars_per_token, 4),
+        }
+
+
+def python_docs_text(path: str | os.PathLike[str] | None = None) -> str:
+    """Real English prose that ships with Python itself: the help topics of ``pydoc`` (the
+    language reference's chapters, ``pydoc_data/topics.py``, or ``path``), joined in name order.
+
+    The file is read as text and its ``topics`` dictionary parsed with ``ast.literal_eval``:
+    nothing in it is executed."""
+    import ast
+    import importlib.util
+
+    if path is None:
+        spec = importlib.util.find_spec("pydoc_data")
+        path = Path(spec.origin).parent / "topics.py" if spec and spec.origin else None
+    if path is None or not Path(path).exists():
+        raise DataUnavailableError(
+            "this Python has no pydoc_data/topics.py (some distributions strip it), so the "
+            "offline stand-in for the text corpus is missing. Put Tiny Shakespeare's input.txt "
+            "into data/tinyshakespeare/ (see README: Data)."
+        )
+    path = Path(path)
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        if any(isinstance(t, ast.Name) and t.id == "topics" for t in targets):
+            try:
+                topics = ast.literal_eval(node.value)
+            except ValueError as exc:
+                raise DataUnavailableError(
+                    f"{path}: `topics` is not a plain dictionary of strings ({exc})"
+                ) from None
+            if not isinstance(topics, dict) or not all(isinstance(v, str) for v in topics.values()):
+                raise DataUnavailableError(f"{path}: `topics` is not a dictionary of strings")
+            return "\n\n".join(topics[k] for k in sorted(topics))
+    raise DataUnavailableError(f"{path} holds no `topics = {{...}}` dictionary")
+
+
+def _read_text(path: Path, min_chars: int = 1000) -> str | None:
+    if not path.exists():
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataUnavailableError(
+            f"{path} is not readable UTF-8 text ({exc}); delete it and load again"
+        ) from exc
+    if len(text) < min_chars:
+        raise DataUnavailableError(
+            f"{path} holds only {len(text)} characters (an interrupted download?); delete it and "
+            "load again"
+        )
+    return text
+
+
+def download_text(url: str, path: Path, timeout: float = 30.0) -> None:
+    """Download ``url`` into ``path`` (atomically: a half-finished file never looks complete)."""
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - http(s) URL
+        body = response.read()
+    body.decode("utf-8")  # refuse anything that is not text before it lands in the cache
+    atomic_write_bytes(path, body)
+
+
+def text_module(
+    text: str, name: str, source: str, req: Request, default_block: int = 64
+) -> TextData:
+    """A character-level :class:`TextData` over ``text`` with the options of ``req``:
+    ``block_size``, ``batch_size``, ``steps_per_epoch``, ``eval_steps``, ``test_fraction``
+    (and ``load``'s ``val_fraction`` / ``n_val``)."""
+    o = dict(req.options)
+    known = {"block_size", "batch_size", "steps_per_epoch", "eval_steps", "test_fraction"}
+    unknown = sorted(set(o) - known)
+    if unknown:
+        raise TypeError(f"unknown options {unknown} for {name}; choose from {sorted(known)}")
+    return TextData(
+        text,
+        CharTokenizer.fit(text),
+        block_size=int(o.get("block_size", default_block)),
+        batch_size=int(o.get("batch_size", 32)),
+        steps_per_epoch=o.get("steps_per_epoch"),
+        eval_steps=o.get("eval_steps"),
+        val_fraction=req.val_fraction,
+        n_val=req.n_val,
+        test_fraction=float(o.get("test_fraction", 0.05)),
+        name=name,
+        source=source,
+    )
+
+
+@dataset(
+    "tinyshakespeare",
+    "Tiny Shakespeare (Karpathy 2015): 1.1M characters of Shakespeare's plays, for character models",
+)
+def _tinyshakespeare(req: Request) -> TextData:
+    path = Path(req.root) / "tinyshakespeare" / "input.txt"
+
+    def read() -> TextData | None:
+        text = _read_text(path)
+        return None if text is None else text_module(text, "tinyshakespeare", "real", req)
+
+    return fetch(
+        "tinyshakespeare",
+        req,
+        read=read,
+        download=lambda: download_text(TINY_SHAKESPEARE_URL, path),
+        urls=(TINY_SHAKESPEARE_URL,),
+        fallback=Fallback(
+            "fallback:python-docs",
+            "real English text that ships with Python itself: the help topics of pydoc "
+            "(pydoc_data/topics.py, about 465,000 characters of the language reference)",
+            lambda: text_module(python_docs_text(), "tinyshakespeare", "fallback:python-docs", req),
+        ),
+        fix=f"For Tiny Shakespeare itself, go online once or put its input.txt into {path.parent}/.",
+    )

@@ -17,6 +17,7 @@ scaled_dot_product_attention`. Same weights, same function: the tests prove it.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -26,10 +27,11 @@ from torch import nn
 
 from scratchlib.metrics import sample_next
 from scratchlib.nn.attention import LearnedPositionalEmbedding, scaled_dot_product_attention
+from scratchlib.train.callbacks import Callback
 
 from . import ModelInfo, register
 
-__all__ = ["GPTConfig", "CausalSelfAttention", "MLP", "Block", "GPT"]
+__all__ = ["GPTConfig", "CausalSelfAttention", "MLP", "Block", "GPT", "warmup_cosine", "TimeBudget"]
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,7 @@ class GPT(nn.Module):
             warmup_steps=100,
             max_steps=None,
             min_lr=1e-4,
+            max_seconds=None,
         )
 
     @staticmethod
@@ -224,7 +227,9 @@ class GPT(nn.Module):
 
     def set_recipe(self, **kw: Any) -> GPT:
         """Change the optimizer recipe ``configure_optimizers`` uses: ``lr``, ``weight_decay``,
-        ``betas``, ``warmup_steps``, ``max_steps`` (None: constant lr after warm-up), ``min_lr``."""
+        ``betas``, ``warmup_steps``, ``max_steps`` (None: constant lr after warm-up), ``min_lr``,
+        ``max_seconds`` (the cosine runs over that much wall time instead: a time-budgeted run,
+        with :class:`TimeBudget` to end it)."""
         unknown = sorted(set(kw) - set(self.recipe))
         if unknown:
             raise TypeError(f"unknown recipe settings {unknown}; choose from {sorted(self.recipe)}")
@@ -234,7 +239,7 @@ class GPT(nn.Module):
     def configure_optimizers(self) -> Any:
         """AdamW, nanoGPT's way: weight decay on the matrices (linear and embedding weights) only,
         never on biases and layer-norm gains; linear warm-up, then cosine decay to ``min_lr`` over
-        ``max_steps`` when it is set (a per-step schedule)."""
+        ``max_steps`` steps or ``max_seconds`` of wall time (:func:`warmup_cosine`)."""
         r = self.recipe
         params = list(self.parameters())  # tied weights appear once
         groups = [
@@ -243,20 +248,11 @@ class GPT(nn.Module):
         ]
         fused = all(p.is_cuda for p in params)
         opt = torch.optim.AdamW(groups, lr=r["lr"], betas=tuple(r["betas"]), fused=fused or None)
-        warmup, total = int(r["warmup_steps"]), r["max_steps"]
-        floor = r["min_lr"] / r["lr"]
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / (warmup + 1)
-            if total is None:
-                return 1.0
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-        if warmup == 0 and total is None:
+        if r["warmup_steps"] == 0 and r["max_steps"] is None and r["max_seconds"] is None:
             return opt
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        sched = warmup_cosine(
+            opt, r["warmup_steps"], r["max_steps"], r["min_lr"] / r["lr"], r["max_seconds"]
+        )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     @torch.no_grad()
@@ -274,9 +270,74 @@ class GPT(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            for _ in range(max_new_tokens):
-                logits = self(idx[:, -self.config.block_size :])[:, -1]
+            for _ in range(max_new_tokens):  # forward, not self(...): eager even when compiled
+                logits = self.forward(idx[:, -self.config.block_size :])[:, -1]
                 idx = torch.cat([idx, sample_next(logits, temperature, top_k, top_p, generator)], 1)
             return idx
         finally:
             self.train(was_training)
+
+
+# --- the schedule, by steps or by seconds --------------------------------------------------------
+
+
+def _now() -> float:
+    """The wall clock the time-budgeted schedule and :class:`TimeBudget` read (tests replace it)."""
+    return time.perf_counter()
+
+
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer,
+    warmup_steps: int = 100,
+    max_steps: int | None = None,
+    min_factor: float = 0.1,
+    max_seconds: float | None = None,
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """nanoGPT's learning-rate schedule as a factor of the base rate, stepped every optimizer step:
+    linear warm-up over ``warmup_steps``, then a cosine from 1 down to ``min_factor`` — over
+    ``max_steps`` steps, or over ``max_seconds`` of wall time counted from when the scheduler is
+    made (the start of training), for runs given a time budget rather than a number of steps.
+    With neither, the rate stays constant after warm-up."""
+    if max_steps is not None and max_seconds is not None:
+        raise ValueError("give max_steps or max_seconds, not both")
+    if max_seconds is not None and max_seconds <= 0:
+        raise ValueError(f"max_seconds must be positive; got {max_seconds}")
+    start = _now()
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        if max_seconds is not None:
+            progress = (_now() - start) / max_seconds
+        elif max_steps is not None:
+            progress = (step - warmup_steps) / max(1, max_steps - warmup_steps)
+        else:
+            return 1.0
+        progress = min(1.0, max(0.0, progress))
+        return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class TimeBudget(Callback):
+    """End a Trainer run after ``seconds`` of wall time from the start of ``fit`` (compilation and
+    validation included): after the first optimizer step past the budget, the run validates once
+    more and stops. ``steps`` and ``seconds`` say where it stopped."""
+
+    def __init__(self, seconds: float) -> None:
+        if seconds <= 0:
+            raise ValueError(f"a time budget must be positive; got {seconds}")
+        self.budget = float(seconds)
+        self.steps: int | None = None
+        self.seconds: float | None = None
+
+    def on_fit_start(self, trainer: Any, model: nn.Module) -> None:
+        self._t0 = _now()
+
+    def on_train_batch_end(
+        self, trainer: Any, model: nn.Module, outputs: dict, batch: Any, batch_idx: int
+    ) -> None:
+        elapsed = _now() - self._t0
+        if trainer.stepped and elapsed >= self.budget and self.steps is None:
+            self.steps, self.seconds = trainer.global_step, elapsed
+            trainer.max_steps = trainer.global_step  # the Trainer ends the period, validates, stops

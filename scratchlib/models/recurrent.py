@@ -201,6 +201,31 @@ class RecurrentLM(_Recurrent):
         if tie_weights:
             self.head.weight = self.embed.weight
 
+    @classmethod
+    def count_params(
+        cls,
+        vocab_size: int,
+        hidden_size: int,
+        num_layers: int = 2,
+        embed_dim: int | None = None,
+        tie_weights: bool = False,
+    ) -> int:
+        """The parameters such a model would have, without building it (to size one to a budget):
+        embedding + gates x (input + hidden + 2 biases) per layer + output layer."""
+        e, h, g = embed_dim or hidden_size, hidden_size, {"rnn": 1, "gru": 3, "lstm": 4}[cls.CELL]
+        layers = sum(g * h * ((e if k == 0 else h) + h + 2) for k in range(num_layers))
+        head = h * vocab_size + vocab_size
+        return vocab_size * e + layers + (head - h * vocab_size if tie_weights else head)
+
+    @classmethod
+    def sized_to(cls, vocab_size: int, params: int, num_layers: int = 2, **kw: Any) -> RecurrentLM:
+        """The model of ``num_layers`` layers whose parameter count is closest to ``params``
+        (equal-parameter comparisons); other arguments as the constructor's."""
+        best = min(
+            range(1, 8193), key=lambda h: abs(cls.count_params(vocab_size, h, num_layers) - params)
+        )
+        return cls(vocab_size, best, num_layers, **kw)
+
     def step(self, idx: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
         """Logits for tokens ``idx`` (B, T) starting from ``state``, and the state after them."""
         if idx.dim() != 2:

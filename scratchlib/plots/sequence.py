@@ -1,5 +1,6 @@
 """Plots for sequence models: attention heat maps, alignment matrices, gradient norm against lag,
-accuracy against length, and sampled text beside the loss it came from.
+accuracy against length, and sampled text beside the loss it came from (collected during training
+by the :class:`TextSamples` callback).
 
 Each follows :mod:`scratchlib.plots.basic`: saved as ``figures/<name>.png`` in the active run (or
 ``run``), shown in a notebook, and returned.
@@ -12,6 +13,9 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
+
+from scratchlib.train.callbacks import Callback
 
 from .core import finish, to_numpy
 
@@ -21,6 +25,7 @@ __all__ = [
     "gradient_norms",
     "accuracy_by_length",
     "samples_beside_loss",
+    "TextSamples",
 ]
 
 _MAX_TICKS = 48  # above this many positions, token labels are unreadable: show indices
@@ -221,3 +226,59 @@ def samples_beside_loss(
         )
     fig.tight_layout()
     return finish(fig, name, run, show=show)
+
+
+class TextSamples(Callback):
+    """A Trainer callback: at every ``every``-th validation, continue ``prompt`` (token ids, 1-D or
+    (1, T)) with ``model.generate`` from a fixed seed, and keep ``samples`` ``{step: text}`` and
+    ``losses`` ``{step: validation loss}`` — what :func:`samples_beside_loss` draws.
+
+    decode: ids -> text (e.g. ``data.decode``). Sampling uses its own generator, so the training
+    run's random numbers are untouched.
+    """
+
+    def __init__(
+        self,
+        prompt: Any,
+        decode: Any,
+        max_new_tokens: int = 200,
+        temperature: float = 0.8,
+        top_k: int | None = None,
+        every: int = 1,
+        seed: int = 0,
+    ) -> None:
+        prompt = torch.as_tensor(prompt, dtype=torch.long)
+        if prompt.dim() == 1:
+            prompt = prompt[None]
+        if prompt.dim() != 2 or prompt.shape[0] != 1 or prompt.shape[1] < 1:
+            raise ValueError(f"prompt must be token ids (T,) or (1, T); got {tuple(prompt.shape)}")
+        if every < 1:
+            raise ValueError(f"every must be at least 1; got {every}")
+        self.prompt, self.decode, self.max_new_tokens = prompt, decode, max_new_tokens
+        self.temperature, self.top_k, self.every, self.seed = temperature, top_k, every, seed
+        self.samples: dict[int, str] = {}
+        self.losses: dict[int, float] = {}
+        self._seen = 0
+
+    def on_fit_start(self, trainer: Any, model: Any) -> None:
+        if not callable(getattr(model, "generate", None)):
+            raise TypeError(
+                f"TextSamples needs {type(model).__name__}.generate(idx, max_new_tokens)"
+            )
+
+    def on_validation_end(self, trainer: Any, model: Any, metrics: dict) -> None:
+        self._seen += 1
+        if (self._seen - 1) % self.every == 0:
+            step = int(trainer.global_step)
+            self.samples[step] = self.sample(model)
+            self.losses[step] = float(metrics.get("loss", float("nan")))
+
+    @torch.no_grad()
+    def sample(self, model: Any) -> str:
+        """One continuation of the prompt, from the fixed seed (the prompt itself left out)."""
+        device = next(model.parameters()).device
+        g = torch.Generator(device=device).manual_seed(self.seed)
+        idx = model.generate(
+            self.prompt.to(device), self.max_new_tokens, self.temperature, self.top_k, generator=g
+        )
+        return self.decode(idx[0, self.prompt.shape[1] :].cpu())
