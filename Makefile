@@ -25,7 +25,7 @@ THREADS      ?= 1
 
 
 # (install-<group> is a pattern rule, so it is not listed as phony: make skips patterns for phony targets)
-.PHONY: help poetry install install-all install-test jupyter test test-lib test-notebooks test-default readme-tables run lint format strip lock check-lock doctor bench contract clean
+.PHONY: help poetry install install-all install-test jupyter test test-lib test-notebooks test-default readme-tables run lint format strip lock check-lock doctor bench bench-all contract clean
 
 help: ## List every target with a one-line description
 	@echo "AI From Scratch to Scale — make targets"
@@ -116,6 +116,10 @@ doctor: | $(PY) ## Check device, torch build, CUDA, installed groups, data cache
 bench: install-all ## Benchmarks: the Trainer over a bare PyTorch loop; our ResNet-18 and conv2d over torch's
 	$(PY) benchmarks/bench_trainer.py
 	$(PY) benchmarks/bench_cnn.py
+
+bench-all: bench ## make bench, then detection (NMS, RoI align, Faster R-CNN images/s) and sequence (GPT, LSTM) benchmarks
+	$(PY) benchmarks/bench_detection.py
+	$(PY) benchmarks/bench_sequence.py
 
 clean: ## Remove caches, executed notebooks and run outputs (keeps data/ and .venv)
 	rm -rf outputs .pytest_cache .ruff_cache

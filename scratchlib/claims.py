@@ -70,6 +70,8 @@ class Claim:
 
     def measured_text(self) -> str:
         def show(v: Any) -> str:
+            if v is None:  # a non-finite value read back from JSON (written as null)
+                return "—"
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 return str(v)
             return "nan" if isinstance(v, float) and math.isnan(v) else self.fmt.format(v)

@@ -103,3 +103,17 @@ def test_claims_are_recorded_as_facts_and_read_back() -> None:
     C.record()
     record = json.loads(path.read_text())
     assert list(record["claims"][1]["measured"]) == ["N=400", "N=1000"]
+
+
+def test_a_value_that_never_came_is_written_as_null_and_shown_as_a_dash() -> None:
+    C = claims.Claims("02-CNN-Revolution/02_alexnet", full=False)
+    C.add("mark", "epochs to a mark", measured={"relu": 3.4, "tanh": float("inf")},
+          fmt="{:.1f}", expected="relu < tanh", holds=True)  # fmt: skip
+    assert C.claims[0].measured_text() == "relu 3.4, tanh inf"  # this run, in the notebook
+    C.record()
+    path = claims.claims_dir() / "02-CNN-Revolution__02_alexnet-default.json"
+    read = json.loads(path.read_text())["claims"][0]
+    assert read["measured"] == {"relu": 3.4, "tanh": None}  # strict JSON
+    from tools.results_tables import claim_of
+
+    assert claim_of(read, "default").measured_text() == "relu 3.4, tanh —"  # the README's table
