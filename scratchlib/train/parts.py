@@ -46,14 +46,14 @@ class NonFiniteLossError(FloatingPointError):
 class Sums:
     """What a period's steps returned, kept on the device until the period ends (one read then).
 
-    Each batch's loss is written into a device buffer (one copy, no host sync): the mean comes from
-    it, and so does the first non-finite batch, named exactly when the period is checked. Other
+    Each batch's loss is kept as a detached device scalar (no copy, no host sync) and stacked when
+    the period ends: the mean comes from it, and so does the first non-finite batch, named exactly. Other
     scalars are summed; ``correct``/``count`` become ``accuracy``.
     """
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
-        self.losses = torch.empty(256, device=device, dtype=torch.float32)
+        self._losses: list[torch.Tensor] = []  # one detached scalar per batch, stacked when read
         self.where: list[tuple[int, int, int]] = []  # (epoch, batch_idx, step) of each loss
         self.extras: dict[str, Any] = {}
         self.counts: dict[str, int] = {}
@@ -62,10 +62,7 @@ class Sums:
     def add(self, out: dict[str, Any], where: tuple[int, int, int] = (0, 0, 0)) -> None:
         self.batches += 1
         if "loss" in out:
-            n = len(self.where)
-            if n == len(self.losses):
-                self.losses = torch.cat([self.losses, torch.empty_like(self.losses)])
-            self.losses[n].copy_(out["loss"].detach().reshape(()))
+            self._losses.append(out["loss"].detach())
             self.where.append(where)
         for k, v in out.items():
             if k == "loss":
@@ -82,9 +79,16 @@ class Sums:
                 continue
             self.counts[k] = self.counts.get(k, 0) + 1
 
+    @property
+    def losses(self) -> torch.Tensor:
+        """This period's batch losses, in order, as one float32 tensor on the device (no host read)."""
+        if not self._losses:
+            return torch.zeros(0, device=self.device)
+        return torch.stack([v.reshape(()).float() for v in self._losses])
+
     def first_nonfinite(self) -> tuple[int, int, int] | None:
         """Where the first NaN/inf loss of this period was, or None (one host read)."""
-        bad = ~torch.isfinite(self.losses[: len(self.where)])
+        bad = ~torch.isfinite(self.losses)
         if not bool(bad.any()):
             return None
         return self.where[int(bad.nonzero()[0])]
@@ -92,7 +96,7 @@ class Sums:
     def means(self, world: World) -> dict[str, float]:
         """Per-batch means (summed over every process under DDP); ``accuracy`` = Σcorrect / Σcount."""
         keys = list(self.extras)
-        values = [self.losses[: len(self.where)].double().sum()] + [
+        values = [self.losses.double().sum()] + [
             torch.as_tensor(self.extras[k], dtype=torch.float64, device=self.device) for k in keys
         ]
         counts = [len(self.where)] + [self.counts[k] for k in keys]

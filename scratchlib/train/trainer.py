@@ -372,8 +372,10 @@ class Trainer(Evaluator):
 
     def _cpu_finite(self, loss: torch.Tensor, batch_idx: int) -> None:
         """On the CPU the check costs nothing: stop at the very batch, before its update."""
-        if self.device.type == "cpu" and not bool(torch.isfinite(loss.detach()).all()):
-            value = float(loss.detach().float().sum())
+        if self.device.type != "cpu":
+            return
+        value = loss.item() if loss.numel() == 1 else float(loss.detach().float().sum())
+        if not math.isfinite(value):
             raise NonFiniteLossError.at(value, self.epoch, batch_idx, self.global_step, self.lr)
 
     # --- callbacks and what they call back ---------------------------------------------------------------------
