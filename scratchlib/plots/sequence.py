@@ -190,9 +190,11 @@ def samples_beside_loss(
     max_chars: int = 240,
     xlabel: str = "step",
     show: bool = True,
+    max_lines: int = 5,
 ):
     """Sampled text next to the loss curve it came from: the curve on the left with a marker at
-    each sampling step, and on the right each sample headed by its step and the loss there."""
+    each sampling step, and on the right each sample headed by its step and the loss there (each
+    cut to ``max_chars`` characters and ``max_lines`` lines of at most 80, so none overlaps)."""
     x, y = to_numpy(steps).astype(float).ravel(), to_numpy(losses).astype(float).ravel()
     if x.shape != y.shape or x.size == 0:
         raise ValueError(
@@ -201,27 +203,34 @@ def samples_beside_loss(
     items = sorted(samples.items() if isinstance(samples, Mapping) else samples)
     if not items:
         raise ValueError("samples_beside_loss: no samples given (a dict step -> text)")
+    bodies = []
+    for _, text in items:
+        body = text if len(text) <= max_chars else text[:max_chars] + "…"
+        lines = [ln[:80] for ln in body.splitlines()][:max_lines]
+        bodies.append("\n".join(lines))
+    heights = [b.count("\n") + 3 for b in bodies]  # heading + body + a blank line
     fig, (ax, tx) = plt.subplots(
-        1, 2, figsize=(11, max(3.2, 1.25 * len(items))), gridspec_kw={"width_ratios": [1, 1.4]}
+        1,
+        2,
+        figsize=(11, max(3.2, 0.16 * sum(heights) + 0.8)),
+        gridspec_kw={"width_ratios": [1, 1.4]},
     )
     ax.plot(x, y, color="C0")
     ax.set(xlabel=xlabel, ylabel="loss", title=title or "loss and samples")
     ax.grid(alpha=0.3)
     tx.axis("off")
-    for k, (step, text) in enumerate(items):
+    for k, (step, _) in enumerate(items):
         loss_here = float(np.interp(step, x, y))
         ax.plot([step], [loss_here], "o", color=f"C{k % 9 + 1}")
         ax.annotate(str(k + 1), (step, loss_here), textcoords="offset points", xytext=(4, 4))
-        body = text if len(text) <= max_chars else text[:max_chars] + "…"
         tx.text(
             0.0,
-            1.0 - k / len(items),
-            f"[{k + 1}] {xlabel} {step:g}, loss {loss_here:.3f}\n{body}",
+            1.0 - sum(heights[:k]) / sum(heights),
+            f"[{k + 1}] {xlabel} {step:g}, loss {loss_here:.3f}\n{bodies[k]}",
             va="top",
             family="monospace",
             fontsize=7.5,
             color=f"C{k % 9 + 1}",
-            wrap=True,
             transform=tx.transAxes,
         )
     fig.tight_layout()
