@@ -11,7 +11,9 @@
 
 Measurements alternate between contenders and report medians, so a noisy machine affects both.
 
-    python benchmarks/bench_sequence.py [--device auto|cpu|cuda] [--quick] [--compile] [--repeats 5]
+    python benchmarks/bench_sequence.py [--device auto|cpu|cuda] [--quick] [--full-size] [--compile] [--repeats 5]
+
+On a CPU the GPT is nanoGPT's CPU model unless --full-size; on CUDA, nanoGPT's shakespeare-char model.
 """
 
 from __future__ import annotations
@@ -144,6 +146,11 @@ def bench_gpt(args, device: torch.device) -> float:
             vocab_size=65, block_size=64, n_layer=2, n_head=2, n_embd=64, dropout=0.0, bias=True
         )
         batch, steps = 8, 3
+    elif device.type == "cpu" and not args.full_size:  # nanoGPT's CPU model, as in 05_transformer
+        cfg = GPTConfig(
+            vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0, bias=True
+        )
+        batch, steps = 12, 10
     else:  # nanoGPT's shakespeare_char model (without dropout, so both do the same arithmetic)
         cfg = GPTConfig(
             vocab_size=65, block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.0, bias=True
@@ -211,7 +218,7 @@ def bench_lstm(args, device: torch.device) -> float:
 
 def bench_attention(args, device: torch.device) -> float:
     b, heads, t, d = (4, 2, 64, 32) if args.quick else (64, 6, 256, 64)
-    steps = 3 if args.quick else 20
+    steps = 3 if args.quick else (5 if device.type == "cpu" else 20)
     g = torch.Generator().manual_seed(0)
     q, k, v = (
         torch.randn(b, heads, t, d, generator=g).to(device).requires_grad_() for _ in range(3)
@@ -241,6 +248,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--quick", action="store_true", help="tiny sizes (seconds on a CPU)")
     p.add_argument("--compile", action="store_true", help="torch.compile both GPTs")
+    p.add_argument(
+        "--full-size",
+        action="store_true",
+        help="on a CPU too, time nanoGPT's shakespeare-char GPT (6 x 6 x 384; many minutes); "
+        "the CPU default is nanoGPT's CPU model (4 x 4 x 128)",
+    )
     p.add_argument("--batch", type=int, default=64, help="GPT batch size (not --quick)")
     p.add_argument("--steps", type=int, default=20, help="timed GPT steps per repeat (not --quick)")
     p.add_argument(
